@@ -1,0 +1,188 @@
+// Package etcdembed starts an etcd server inside the calling process, so that
+// one machine needs nothing else. It is etcd's own server (embed package of
+// go.etcd.io/etcd/server/v3), not a substitute.
+//
+// Start fails fast, naming the port or folder, when a listen port is taken or
+// another process holds the data directory; it never waits forever for a
+// server that cannot become ready.
+package etcdembed
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// Config says where the embedded member listens and keeps its data.
+type Config struct {
+	// Name is the member name; "default" when empty.
+	Name string
+	// DataDir holds the member's WAL and database.
+	DataDir string
+	// ClientURL and PeerURL are listen URLs such as http://127.0.0.1:2379.
+	ClientURL string
+	PeerURL   string
+	// InitialCluster is "name=peerURL,..." for a multi-member cluster;
+	// empty starts a single-member cluster.
+	InitialCluster string
+	// ClusterToken separates clusters that share peers; optional.
+	ClusterToken string
+	// ReadyTimeout bounds the wait for the member to serve; 30 s when zero.
+	ReadyTimeout time.Duration
+	// LogLevel is etcd's own log level; "error" when empty.
+	LogLevel string
+}
+
+// Server is a running embedded member.
+type Server struct {
+	etcd *embed.Etcd
+	lock *os.File
+}
+
+// Start launches the member and waits until it serves clients.
+func Start(cfg Config) (*Server, error) {
+	ec, err := cfg.embedConfig()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create etcd data dir: %w", err)
+	}
+	lock, err := lockDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range []string{cfg.ClientURL, cfg.PeerURL} {
+		if err := checkPortFree(u); err != nil {
+			lock.Close()
+			return nil, err
+		}
+	}
+
+	e, err := embed.StartEtcd(ec)
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("start embedded etcd (data dir %q, clients %s, peers %s): %w",
+			cfg.DataDir, cfg.ClientURL, cfg.PeerURL, err)
+	}
+	timeout := cfg.ReadyTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+		return &Server{etcd: e, lock: lock}, nil
+	case err := <-e.Err():
+		e.Close()
+		lock.Close()
+		return nil, fmt.Errorf("embedded etcd stopped while starting: %w", err)
+	case <-time.After(timeout):
+		e.Server.Stop()
+		e.Close()
+		lock.Close()
+		return nil, fmt.Errorf("embedded etcd (data dir %q) not ready after %s; "+
+			"check that the members in --etcd-initial-cluster can reach each other", cfg.DataDir, timeout)
+	}
+}
+
+func (cfg Config) embedConfig() (*embed.Config, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("embedded etcd needs a data dir")
+	}
+	clientURL, err := parseURL("client", cfg.ClientURL)
+	if err != nil {
+		return nil, err
+	}
+	peerURL, err := parseURL("peer", cfg.PeerURL)
+	if err != nil {
+		return nil, err
+	}
+	ec := embed.NewConfig()
+	if cfg.Name != "" {
+		ec.Name = cfg.Name
+	}
+	ec.Dir = cfg.DataDir
+	ec.ListenClientUrls = []url.URL{*clientURL}
+	ec.AdvertiseClientUrls = []url.URL{*clientURL}
+	ec.ListenPeerUrls = []url.URL{*peerURL}
+	ec.AdvertisePeerUrls = []url.URL{*peerURL}
+	if cfg.InitialCluster != "" {
+		ec.InitialCluster = cfg.InitialCluster
+	} else {
+		ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
+	}
+	if cfg.ClusterToken != "" {
+		ec.InitialClusterToken = cfg.ClusterToken
+	}
+	ec.LogLevel = cfg.LogLevel
+	if ec.LogLevel == "" {
+		ec.LogLevel = "error"
+	}
+	// Keep an hour of history for watchers that fall behind, then compact.
+	ec.AutoCompactionMode = "periodic"
+	ec.AutoCompactionRetention = "1h"
+	return ec, nil
+}
+
+func parseURL(what, raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("invalid etcd %s URL %q: use http://HOST:PORT", what, raw)
+	}
+	return u, nil
+}
+
+// checkPortFree reports a taken port by name before etcd tries it, because
+// etcd's own error does not say which of its listeners failed.
+func checkPortFree(raw string) error {
+	u, _ := url.Parse(raw)
+	l, err := net.Listen("tcp", u.Host)
+	if err != nil {
+		return fmt.Errorf("etcd listen address %s is not available (is another etcd or "+
+			"coordinator running?): %w", u.Host, err)
+	}
+	return l.Close()
+}
+
+// lockDir takes an exclusive, non-blocking lock on the data dir so that a
+// second process fails at once instead of waiting on etcd's own file locks.
+func lockDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, "remotegpu.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file in etcd data dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("etcd data dir %q is in use by another process "+
+			"(lock %s): %w; stop it or choose another --data-dir", dir, path, err)
+	}
+	return f, nil
+}
+
+// ClientURL returns the URL clients connect to.
+func (s *Server) ClientURL() string {
+	return s.etcd.Clients[0].Addr().String()
+}
+
+// Err returns a channel that receives a fatal server error.
+func (s *Server) Err() <-chan error { return s.etcd.Err() }
+
+// Close stops the member and releases the data dir. It is safe to call twice.
+func (s *Server) Close() {
+	if s.etcd != nil {
+		s.etcd.Close()
+		s.etcd = nil
+	}
+	if s.lock != nil {
+		s.lock.Close()
+		s.lock = nil
+	}
+}
