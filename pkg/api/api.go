@@ -123,13 +123,13 @@ type AllocatedGPU = keyspace.AllocatedGPU
 
 // Allocation is an allocation as the API returns it.
 type Allocation struct {
-	ID             string         `json:"id"`
-	HostID         string         `json:"host_id"`
-	HostName       string         `json:"host_name"`
-	HostAddress    string         `json:"host_address"`
-	CPU            int            `json:"cpu"`
-	Memory         int64          `json:"memory"`
-	GPUs           []AllocatedGPU `json:"gpus"`
+	ID          string         `json:"id"`
+	HostID      string         `json:"host_id"`
+	HostName    string         `json:"host_name"`
+	HostAddress string         `json:"host_address"`
+	CPU         int            `json:"cpu"`
+	Memory      int64          `json:"memory"`
+	GPUs        []AllocatedGPU `json:"gpus"`
 	// CUDAVisibleDevices is the GPUs' UUIDs joined by commas, ready for the
 	// CUDA_VISIBLE_DEVICES environment variable.
 	CUDAVisibleDevices string     `json:"cuda_visible_devices"`
@@ -154,7 +154,24 @@ type AllocationList struct {
 // Error is the body of every error response.
 type Error struct {
 	Error string `json:"error"`
+	// Code is one of the Code* values, so that a client can tell apart
+	// errors that share a status code, such as the two kinds of 409.
+	Code string `json:"code,omitempty"`
 }
+
+// Machine-readable error codes in Error.Code.
+const (
+	CodeInvalid              = "invalid"
+	CodeNotFound             = "not_found"
+	CodeMethodNotAllowed     = "method_not_allowed"
+	CodeNoCapacity           = "no_capacity"
+	CodeConflict             = "conflict"
+	CodeBodyTooLarge         = "body_too_large"
+	CodeUnsupportedMediaType = "unsupported_media_type"
+	CodeUnauthorized         = "unauthorized"
+	CodeUnavailable          = "unavailable"
+	CodeInternal             = "internal"
+)
 
 // MaxBodyBytes is the largest request body the API accepts.
 const MaxBodyBytes = 1 << 20

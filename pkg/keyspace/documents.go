@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -291,12 +292,18 @@ func (l *Ledger) Validate() error {
 		return fmt.Errorf("ledger holds %d allocations, more than the maximum of %d", len(l.Allocations), MaxLedgerEntries)
 	}
 	holder := make(map[string]string)
+	var cpu, memory int64
 	for id, e := range l.Allocations {
 		if err := ValidID(id); err != nil {
 			return fmt.Errorf("allocation id: %w", err)
 		}
 		if e.CPU < 0 || e.Memory < 0 {
 			return fmt.Errorf("allocation %q has negative cpu %d or memory %d", id, e.CPU, e.Memory)
+		}
+		cpu += int64(e.CPU)
+		memory += e.Memory
+		if cpu < 0 || cpu > math.MaxInt32 || memory < 0 {
+			return fmt.Errorf("allocation %q makes the ledger's cpu or memory total overflow", id)
 		}
 		for _, uuid := range e.GPUs {
 			if other, ok := holder[uuid]; ok {
