@@ -38,6 +38,10 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// LogLevel is etcd's own log level; "error" when empty.
 	LogLevel string
+	// BcryptCost is the bcrypt cost of etcd user passwords, 4 to 31;
+	// etcd's default (10) when zero. Tests lower it because every login
+	// with a password runs one bcrypt comparison on the server.
+	BcryptCost uint
 }
 
 // Server is a running embedded member.
@@ -120,6 +124,9 @@ func (cfg Config) embedConfig() (*embed.Config, error) {
 	}
 	if cfg.ClusterToken != "" {
 		ec.InitialClusterToken = cfg.ClusterToken
+	}
+	if cfg.BcryptCost != 0 {
+		ec.BcryptCost = cfg.BcryptCost
 	}
 	ec.LogLevel = cfg.LogLevel
 	if ec.LogLevel == "" {

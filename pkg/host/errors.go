@@ -14,8 +14,8 @@ var (
 	ErrHostExists = errors.New("host already registered")
 
 	// ErrNoHostAvailable means that no eligible host fits a request. The
-	// wrapping error says why: no hosts, no active hosts, or which
-	// resource every host is short of.
+	// wrapping error gives the reason: no hosts, no active hosts, or the
+	// resource that every active host lacks.
 	ErrNoHostAvailable = errors.New("no host available")
 
 	// ErrInvalidRequirement means that a resource requirement has a
@@ -26,8 +26,8 @@ var (
 	// a negative amount, or more used than the total.
 	ErrInvalidHost = errors.New("invalid host")
 
-	// ErrInsufficientResources means that a reservation asks for more of a
-	// resource than the host has free.
+	// ErrInsufficientResources means that a reservation requests more of
+	// a resource than the host has free.
 	ErrInsufficientResources = errors.New("insufficient resources")
 
 	// ErrReleaseExceedsUsage means that a release frees more of a resource

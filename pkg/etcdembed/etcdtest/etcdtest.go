@@ -38,11 +38,22 @@ func FreePort(t testing.TB) int {
 // client, when the test ends.
 func Start(t testing.TB) *Cluster {
 	t.Helper()
+	return StartWith(t, nil)
+}
+
+// StartWith is Start with a hook that may change the member's
+// configuration, such as its BcryptCost, before it starts. A nil adjust
+// changes nothing.
+func StartWith(t testing.TB, adjust func(*etcdembed.Config)) *Cluster {
+	t.Helper()
 	cfg := etcdembed.Config{
 		Name:      "test",
 		DataDir:   t.TempDir(),
 		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", FreePort(t)),
 		PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", FreePort(t)),
+	}
+	if adjust != nil {
+		adjust(&cfg)
 	}
 	c := &Cluster{Config: cfg, Endpoint: cfg.ClientURL, t: t}
 	c.start()

@@ -1,0 +1,105 @@
+package cli
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/YoungBoyGod/remotegpu/pkg/api"
+	"github.com/YoungBoyGod/remotegpu/pkg/client"
+)
+
+// allocateOptions are the flags of the allocate command.
+type allocateOptions struct {
+	cpu            int
+	memory         byteSize
+	gpu            int
+	gpuModel       string
+	minGPUMemory   byteSize
+	labels         map[string]string
+	strategy       string
+	owner          string
+	idempotencyKey string
+	ttl            time.Duration
+}
+
+func newAllocateCommand() *cobra.Command {
+	a := &allocateOptions{}
+	cmd := clientCommand("allocate", "Allocate CPUs, memory and GPUs on a host",
+		cobra.NoArgs, func(cl *call) error {
+			req, err := a.request()
+			if err != nil {
+				return err
+			}
+			alloc, created, err := cl.client.Allocate(cl.ctx, req)
+			if err != nil {
+				return err
+			}
+			if cl.opts.json {
+				return printJSON(cl.out, alloc)
+			}
+			return writeAllocation(cl.out, alloc, created)
+		})
+	cmd.Long = "allocate asks the coordinator for resources on one host and prints the " +
+		"allocation, including the CUDA_VISIBLE_DEVICES value for its GPUs. " +
+		"Release it with \"remotegpu-coordinator release ID\"."
+
+	fs := cmd.Flags()
+	fs.IntVar(&a.cpu, "cpu", 0, "CPU cores")
+	fs.Var(&a.memory, "memory", "memory in bytes, or with a unit such as 16GiB")
+	fs.IntVar(&a.gpu, "gpu", 0, "number of GPUs")
+	fs.StringVar(&a.gpuModel, "gpu-model", "",
+		"only GPUs whose name contains this, ignoring case (e.g. A100)")
+	fs.Var(&a.minGPUMemory, "min-gpu-memory", "minimum memory of each GPU, e.g. 40GiB")
+	fs.StringToStringVar(&a.labels, "label", nil,
+		"host label that must match, as key=value; repeat for several")
+	fs.StringVar(&a.strategy, "strategy", "",
+		"placement strategy: least_used (default), most_free, bin_pack, round_robin or random")
+	fs.StringVar(&a.owner, "owner", "", "who the allocation is for, shown in listings")
+	fs.StringVar(&a.idempotencyKey, "idempotency-key", "",
+		"key that makes retries of this request return the same allocation")
+	fs.DurationVar(&a.ttl, "ttl", 0,
+		"lifetime without renewal, in whole seconds (e.g. 30m); 0 uses the coordinator's default")
+	return cmd
+}
+
+func (a *allocateOptions) request() (api.AllocationRequest, error) {
+	if a.ttl < 0 || a.ttl%time.Second != 0 {
+		return api.AllocationRequest{}, fmt.Errorf(
+			"invalid --ttl %s: use whole seconds, e.g. 90s or 30m", a.ttl)
+	}
+	return api.AllocationRequest{
+		CPU:            a.cpu,
+		Memory:         int64(a.memory),
+		GPU:            a.gpu,
+		GPUModel:       a.gpuModel,
+		MinGPUMemory:   int64(a.minGPUMemory),
+		Labels:         a.labels,
+		Strategy:       a.strategy,
+		Owner:          a.owner,
+		IdempotencyKey: a.idempotencyKey,
+		TTLSeconds:     int64(a.ttl / time.Second),
+	}, nil
+}
+
+func newAllocationsCommand() *cobra.Command {
+	var f client.AllocationFilter
+	cmd := clientCommand("allocations", "List allocations",
+		cobra.NoArgs, func(cl *call) error {
+			allocs, err := cl.client.ListAllocations(cl.ctx, f)
+			if err != nil {
+				return err
+			}
+			if cl.opts.json {
+				return printJSON(cl.out, api.AllocationList{Allocations: nonNil(allocs)})
+			}
+			return writeAllocationTable(cl.out, allocs, cl.opts.now())
+		})
+	fs := cmd.Flags()
+	fs.StringVar(&f.HostID, "host", "", "only allocations on this host")
+	fs.StringVar(&f.Owner, "owner", "", "only allocations of this owner")
+	fs.StringVar(&f.State, "state", "",
+		"only allocations in this state: active, lost, expired or released")
+	return cmd
+}

@@ -1,0 +1,217 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/YoungBoyGod/remotegpu/coordinator/internal/server"
+	"github.com/YoungBoyGod/remotegpu/coordinator/internal/server/servertest"
+	"github.com/YoungBoyGod/remotegpu/pkg/api"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// apiFixture is the real API server over a fake fleet with one 4-GPU host.
+type apiFixture struct {
+	fleet *servertest.Fleet
+	addr  string
+}
+
+func newAPIFixture(t *testing.T) *apiFixture {
+	t.Helper()
+	fleet := servertest.NewFleet(nil)
+	h := servertest.SampleHost("gpu-1", 4)
+	h.Labels = map[string]string{"zone": "a"}
+	fleet.AddHost(h)
+	srv := httptest.NewServer(server.New(server.Config{
+		Fleet: fleet, Logger: slog.New(slog.DiscardHandler),
+	}))
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+	return &apiFixture{fleet: fleet, addr: srv.URL}
+}
+
+// run executes the command line and returns exit code, stdout and stderr.
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	code := Main(ctx, args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// runOK runs a command that must succeed and returns its stdout.
+func (f *apiFixture) runOK(t *testing.T, args ...string) string {
+	t.Helper()
+	code, stdout, stderr := run(t, append(args, "--addr", f.addr)...)
+	require.Equal(t, 0, code, "stderr: %s", stderr)
+	assert.Empty(t, stderr)
+	return stdout
+}
+
+// runFail runs a command that must fail and returns its stderr.
+func (f *apiFixture) runFail(t *testing.T, args ...string) string {
+	t.Helper()
+	code, stdout, stderr := run(t, append(args, "--addr", f.addr)...)
+	require.Equal(t, 1, code, "stdout: %s", stdout)
+	assert.Empty(t, stdout)
+	require.NotEmpty(t, stderr)
+	return stderr
+}
+
+func TestHostsCommand(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+
+	out := f.runOK(t, "hosts")
+	assert.Regexp(t, `(?m)^ID\s+ADDRESS\s+HEALTH\s+CPU\s+MEMORY \(GiB\)\s+GPUS FREE\s+LAST HEARTBEAT$`, out)
+	assert.Regexp(t, `(?m)^gpu-1\s+10\.0\.0\.1\s+healthy\s+0/32\s+0\.0/256\.0\s+4/4\s+\d+s ago$`, out)
+
+	var list api.HostList
+	require.NoError(t, json.Unmarshal([]byte(f.runOK(t, "hosts", "--json")), &list))
+	require.Len(t, list.Hosts, 1)
+	assert.Equal(t, "gpu-1", list.Hosts[0].ID)
+
+	out = f.runOK(t, "host", "gpu-1")
+	assert.Regexp(t, `(?m)^ID:\s+gpu-1$`, out)
+	assert.Regexp(t, `(?m)^Labels:\s+zone=a$`, out)
+	assert.Regexp(t, `(?m)^3\s+GPU-gpu-1-3\s+NVIDIA A100-SXM4-80GB\s+80\.0\s+healthy\s+-$`, out)
+
+	var h api.Host
+	require.NoError(t, json.Unmarshal([]byte(f.runOK(t, "host", "gpu-1", "--json")), &h))
+	assert.Len(t, h.GPUs, 4)
+
+	stderr := f.runFail(t, "host", "gpu-9")
+	assert.Equal(t, "Error: not found: host \"gpu-9\" (HTTP 404)\n", stderr)
+}
+
+func TestAllocateAndReleaseCommands(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+
+	out := f.runOK(t, "allocate", "--cpu", "4", "--memory", "16GiB", "--gpu", "2",
+		"--gpu-model", "a100", "--min-gpu-memory", "40GiB", "--label", "zone=a",
+		"--strategy", "bin_pack", "--owner", "alice", "--idempotency-key", "job-1", "--ttl", "10m")
+	assert.Contains(t, out, "Allocated alloc-1 on host gpu-1 (10.0.0.1).")
+	assert.Contains(t, out, "CUDA_VISIBLE_DEVICES=GPU-gpu-1-0,GPU-gpu-1-1\n")
+	assert.Regexp(t, `(?m)^Expires:\s+\S+ \(renew or it ends\)$`, out)
+
+	var alloc api.Allocation
+	out = f.runOK(t, "allocate", "--gpu", "2", "--idempotency-key", "job-1", "--json")
+	require.NoError(t, json.Unmarshal([]byte(out), &alloc))
+	assert.Equal(t, "alloc-1", alloc.ID, "the idempotency key returns the first allocation")
+	assert.Equal(t, int64(16<<30), alloc.Memory)
+	assert.Equal(t, int64(600), alloc.TTLSeconds)
+	assert.Equal(t, "alice", alloc.Owner)
+
+	out = f.runOK(t, "allocations", "--owner", "alice", "--state", "active")
+	assert.Regexp(t, `(?m)^alloc-1\s+gpu-1\s+alice\s+active\s+4\s+16\.0\s+2\s+\d+s ago\s+in 10m0s$`, out)
+	out = f.runOK(t, "allocations", "--host", "gpu-1", "--state", "released")
+	assert.NotContains(t, out, "alloc-1")
+
+	assert.Equal(t, "released allocation alloc-1 on host gpu-1\n", f.runOK(t, "release", "alloc-1"))
+	assert.Equal(t, "allocation alloc-1 was already released\n", f.runOK(t, "release", "alloc-1"))
+
+	var list api.AllocationList
+	require.NoError(t, json.Unmarshal([]byte(f.runOK(t, "allocations", "--json", "--state", "lost")), &list))
+	assert.NotNil(t, list.Allocations, "an empty list prints [] not null")
+}
+
+func TestAllocateErrors(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"allocate", "--gpu", "9"}, "no capacity: no host has 0 CPUs, 0 bytes of memory and 9 GPUs free (HTTP 409)"},
+		{[]string{"allocate"}, "asks for nothing"},
+		{[]string{"allocate", "--gpu", "1", "--strategy", "fast"}, `unknown strategy "fast"; use one of least_used`},
+		{[]string{"allocate", "--gpu", "-1"}, `field "gpu" is -1`},
+		{[]string{"allocate", "--memory", "16G"}, `invalid argument "16G" for "--memory" flag`},
+		{[]string{"allocate", "--gpu", "1", "--ttl", "1500ms"}, "invalid --ttl 1.5s: use whole seconds"},
+		{[]string{"allocate", "--label", "zone"}, `"zone" for "--label" flag`},
+		{[]string{"allocations", "--state", "stopped"}, `query parameter state is "stopped"`},
+		{[]string{"release", "alloc-9"}, `allocation "alloc-9"`},
+		{[]string{"release"}, "accepts 1 arg(s), received 0"},
+		{[]string{"remove-host", "gpu-1"}, `host "gpu-1" is healthy`},
+	}
+	for _, tc := range cases {
+		stderr := f.runFail(t, tc.args...)
+		assert.Contains(t, stderr, tc.want, "args %v", tc.args)
+	}
+	assert.Zero(t, f.fleet.Calls("Release")-1, "only the one valid release reached the fleet")
+}
+
+func TestDrainCommands(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+
+	out := f.runOK(t, "drain", "gpu-1")
+	assert.Equal(t, "host gpu-1 is draining: it keeps its allocations and takes no new ones\n", out)
+	assert.Regexp(t, `(?m)^gpu-1\s+10\.0\.0\.1\s+healthy,draining\s`, f.runOK(t, "hosts"))
+
+	var h api.Host
+	require.NoError(t, json.Unmarshal([]byte(f.runOK(t, "undrain", "gpu-1", "--json")), &h))
+	assert.Equal(t, "active", h.Status)
+
+	stopped := servertest.SampleHost("old", 0)
+	stopped.Health = api.HealthStopped
+	f.fleet.AddHost(stopped)
+	assert.Equal(t, "removed host old\n", f.runOK(t, "remove-host", "old"))
+}
+
+func TestUnreachableCoordinator(t *testing.T) {
+	t.Parallel()
+	code, _, stderr := run(t, "hosts", "--addr", "http://127.0.0.1:1", "--timeout", "2s")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "unavailable: GET /v1/hosts")
+	assert.Contains(t, stderr, "connection refused")
+
+	code, _, stderr = run(t, "hosts", "--addr", "127.0.0.1:8080")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, `invalid coordinator address "127.0.0.1:8080"`)
+}
+
+func TestAddrFromEnvironment(t *testing.T) {
+	f := newAPIFixture(t)
+	t.Setenv("REMOTEGPU_ADDR", f.addr)
+	t.Setenv("REMOTEGPU_JSON", "true")
+	t.Setenv("REMOTEGPU_VERSION", "1.2.3")
+
+	code, stdout, stderr := run(t, "hosts")
+	require.Equal(t, 0, code, stderr)
+	var list api.HostList
+	require.NoError(t, json.Unmarshal([]byte(stdout), &list), "REMOTEGPU_JSON=true selects JSON")
+
+	// A flag on the command line wins over the environment.
+	code, _, stderr = run(t, "hosts", "--addr", "http://127.0.0.1:1", "--timeout", "1s")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "127.0.0.1:1")
+
+	t.Setenv("REMOTEGPU_TIMEOUT", "soon")
+	code, _, stderr = run(t, "hosts")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, `invalid REMOTEGPU_TIMEOUT="soon"`)
+}
+
+func TestVersionFlag(t *testing.T) {
+	t.Parallel()
+	code, stdout, _ := run(t, "--version")
+	assert.Equal(t, 0, code)
+	assert.Regexp(t, `^remotegpu-coordinator \S+\n$`, stdout)
+}

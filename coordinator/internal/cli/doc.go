@@ -1,0 +1,10 @@
+// Package cli is the command line of remotegpu-coordinator: the serve
+// command that runs a coordinator (with an embedded etcd member unless
+// --etcd-endpoints names a cluster) and the client commands that call a
+// coordinator's HTTP API through pkg/client.
+//
+// Every flag can also be set from its REMOTEGPU_<FLAG> environment
+// variable; a flag on the command line wins. Client commands print
+// human-readable text, or the API's JSON documents with --json, and exit
+// non-zero with the API's message when a call fails.
+package cli

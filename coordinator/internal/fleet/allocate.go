@@ -1,0 +1,424 @@
+package fleet
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	mathrand "math/rand/v2"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/YoungBoyGod/remotegpu/coordinator/internal/service"
+	"github.com/YoungBoyGod/remotegpu/pkg/api"
+	"github.com/YoungBoyGod/remotegpu/pkg/host"
+	"github.com/YoungBoyGod/remotegpu/pkg/keyspace"
+)
+
+// conflictPause is the upper bound of the random pause after the first
+// lost compare-and-swap; later pauses grow linearly with the attempt.
+const conflictPause = 5 * time.Millisecond
+
+// Select returns the host and GPUs that Allocate would pick now, from the
+// view alone, without writing anything. For round_robin it advances the
+// rotation as an allocation would.
+func (f *Fleet) Select(
+	ctx context.Context, req api.AllocationRequest,
+) (api.Selection, error) {
+	r, err := f.parseRequest(req)
+	if err != nil {
+		return api.Selection{}, err
+	}
+	if err := f.checkReady(); err != nil {
+		return api.Selection{}, err
+	}
+	ranked, err := f.rank(r, nil)
+	if err != nil {
+		return api.Selection{}, err
+	}
+
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	h, ok := f.view.hosts[ranked[0]]
+	if !ok || h.info == nil {
+		return api.Selection{}, fmt.Errorf("%w: host %q left the view "+
+			"during selection; retry", service.ErrNoCapacity, ranked[0])
+	}
+	_, gpus := f.judge(h, r)
+	return api.Selection{
+		Host: f.apiHostLocked(h),
+		GPUs: allocatedGPUs(gpus.free[:min(r.GPU, len(gpus.free))]),
+	}, nil
+}
+
+// rank returns the IDs of the hosts that can take r, best first, by the
+// request's strategy. fresh holds hosts re-read from etcd that turned out
+// unable to take r; they replace the view's state of those hosts. When no
+// host fits, the error wraps ErrNoCapacity and names the short resource.
+func (f *Fleet) rank(r request, fresh map[string]*hostState) ([]string, error) {
+	var s shortage
+	var candidates []*host.HostInfo
+
+	f.mu.RLock()
+	for id, h := range f.view.hosts {
+		if re, ok := fresh[id]; ok {
+			h = re
+			s.fresh = append(s.fresh, freshNote(re, r, f))
+		}
+		v, gpus := f.judge(h, r)
+		s.add(h, v, gpus)
+		if v == fits {
+			candidates = append(candidates, candidate(h, gpus))
+		}
+	}
+	f.mu.RUnlock()
+
+	if len(candidates) == 0 {
+		return nil, s.err(r)
+	}
+	want := host.ResourceRequirement{CPU: r.CPU, Memory: r.Memory, GPU: r.GPU}
+	ranked, err := f.rankers[r.Strategy].Rank(candidates, want)
+	if err != nil {
+		return nil, fmt.Errorf("%w: rank hosts: %w", service.ErrNoCapacity, err)
+	}
+
+	ids := make([]string, len(ranked))
+	for i, h := range ranked {
+		ids[i] = h.ID
+	}
+	return ids, nil
+}
+
+// freshNote explains why a host re-read from etcd cannot take r.
+func freshNote(h *hostState, r request, f *Fleet) string {
+	v, gpus := f.judge(h, r)
+	return fmt.Sprintf("host %q on a fresh read: %s", h.id,
+		describeShortfall(h, r, v, gpus))
+}
+
+// Allocate places req on a host and records it in etcd. See the package
+// documentation for the guarantees.
+func (f *Fleet) Allocate(
+	ctx context.Context, req api.AllocationRequest,
+) (api.Allocation, bool, error) {
+	start := time.Now()
+	a, created, attempts, err := f.allocate(ctx, req)
+	f.obs.AllocationFinished(outcome(created, err), attempts, time.Since(start))
+	if created {
+		f.counts.allocationsCreated.Add(1)
+		f.log.Info("allocation created", "alloc_id", a.ID,
+			"host_id", a.HostID, "cpu", a.CPU, "memory", a.Memory,
+			"gpus", a.CUDAVisibleDevices, "owner", a.Owner,
+			"attempts", attempts)
+	}
+	return a, created, err
+}
+
+// outcome names the result of Allocate for the Observer.
+func outcome(created bool, err error) string {
+	switch {
+	case err == nil && created:
+		return OutcomeCreated
+	case err == nil:
+		return OutcomeExisting
+	case errors.Is(err, service.ErrInvalid):
+		return OutcomeInvalid
+	case errors.Is(err, service.ErrNoCapacity):
+		return OutcomeNoCapacity
+	case errors.Is(err, service.ErrConflict):
+		return OutcomeConflict
+	default:
+		return OutcomeUnavailable
+	}
+}
+
+func (f *Fleet) allocate(
+	ctx context.Context, req api.AllocationRequest,
+) (api.Allocation, bool, int, error) {
+	r, err := f.parseRequest(req)
+	if err != nil {
+		return api.Allocation{}, false, 0, err
+	}
+	if err := f.checkReady(); err != nil {
+		return api.Allocation{}, false, 0, err
+	}
+
+	if r.IdempotencyKey != "" {
+		a, found, err := f.findIdempotent(ctx, r)
+		if err != nil || found {
+			return a, false, 0, err
+		}
+	}
+	return f.place(ctx, r)
+}
+
+// place runs the filter, rank and commit loop. Each attempt commits on
+// the best host not yet lost in a race during this call. A host that
+// cannot take r on a fresh read is judged by that read from then on.
+func (f *Fleet) place(
+	ctx context.Context, r request,
+) (api.Allocation, bool, int, error) {
+	fresh := make(map[string]*hostState)
+	raced := make(map[string]bool)
+	conflicts := 0
+
+	for attempt := 1; attempt <= f.cfg.MaxAttempts; attempt++ {
+		ranked, err := f.rank(r, fresh)
+		if err != nil {
+			return api.Allocation{}, false, attempt - 1, err
+		}
+		hostID := pickHost(ranked, raced)
+
+		res := f.commit(ctx, r, hostID)
+		switch {
+		case res.err != nil:
+			return api.Allocation{}, false, attempt, res.err
+		case res.done:
+			return res.alloc, res.created, attempt, nil
+		case res.fresh != nil:
+			fresh[hostID] = res.fresh
+			continue
+		}
+
+		raced[hostID] = true
+		conflicts++
+		f.casConflict(OpAllocate)
+		if err := pause(ctx, attempt); err != nil {
+			return api.Allocation{}, false, attempt, f.unavailable(
+				OpAllocate, "allocate", err)
+		}
+	}
+	return api.Allocation{}, false, f.cfg.MaxAttempts,
+		f.gaveUp(r, fresh, conflicts)
+}
+
+// pickHost returns the best host not lost in a race yet, or the best one
+// when every host was.
+func pickHost(ranked []string, raced map[string]bool) string {
+	for _, id := range ranked {
+		if !raced[id] {
+			return id
+		}
+	}
+	return ranked[0]
+}
+
+// pause sleeps a random time that grows with the attempt, so racing
+// coordinators spread out.
+func pause(ctx context.Context, attempt int) error {
+	d := mathrand.N(time.Duration(attempt) * conflictPause)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// gaveUp builds the error for an allocation that ran out of attempts.
+func (f *Fleet) gaveUp(
+	r request, fresh map[string]*hostState, conflicts int,
+) error {
+	if conflicts == 0 {
+		if _, err := f.rank(r, fresh); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: gave up after %d hosts that looked free "+
+			"turned out full on a fresh read; retry",
+			service.ErrNoCapacity, f.cfg.MaxAttempts)
+	}
+	return fmt.Errorf("%w: gave up after %d attempts, %d of them lost a "+
+		"compare-and-swap race with other allocations on the same hosts; "+
+		"retry", service.ErrUnavailable, f.cfg.MaxAttempts, conflicts)
+}
+
+// commitResult is the outcome of one commit attempt. With no error, done
+// and fresh unset, the transaction lost its compare.
+type commitResult struct {
+	alloc   api.Allocation
+	created bool
+	done    bool
+	// fresh is the host as re-read from etcd when it cannot take r.
+	fresh *hostState
+	err   error
+}
+
+// commit re-reads the host, checks r against what it read and writes the
+// new ledger, the allocation record and the idempotency key in one
+// transaction guarded by the read's revisions.
+func (f *Fleet) commit(ctx context.Context, r request, hostID string) commitResult {
+	h, err := f.readHost(ctx, OpAllocate, hostID)
+	if err != nil {
+		return commitResult{err: err}
+	}
+	v, gpus := f.judge(h, r)
+	if v != fits {
+		return commitResult{fresh: h}
+	}
+
+	rec, err := f.newRecord(h, r, gpus.free[:r.GPU])
+	if err != nil {
+		return commitResult{err: err}
+	}
+	cmps, ops, orElse, err := f.allocationOps(h, rec)
+	if err != nil {
+		return commitResult{err: err}
+	}
+
+	callCtx, cancel := f.callContext(ctx)
+	defer cancel()
+	resp, err := f.client.Txn(callCtx).If(cmps...).Then(ops...).
+		Else(orElse...).Commit()
+	if err != nil {
+		return commitResult{err: f.unavailable(OpAllocate,
+			fmt.Sprintf("commit allocation on host %q", hostID), err)}
+	}
+	if resp.Succeeded {
+		f.waitForRevision(ctx, resp.Header.Revision)
+		return commitResult{alloc: toAPIAllocation(rec), created: true,
+			done: true}
+	}
+
+	// The Else branch read the idempotency key: a concurrent request
+	// with the same key won.
+	if r.IdempotencyKey != "" {
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) > 0 {
+			a, err := f.idempotentResult(ctx, r, string(kvs[0].Value))
+			return commitResult{alloc: a, done: true, err: err}
+		}
+	}
+	return commitResult{}
+}
+
+// allocationOps builds the compares, writes and, for a lost compare,
+// reads of the transaction that commits rec on h.
+func (f *Fleet) allocationOps(
+	h *hostState, rec *keyspace.Allocation,
+) (cmps []clientv3.Cmp, ops, orElse []clientv3.Op, err error) {
+	ledger := cloneLedger(h.ledger)
+	ledger.Allocations[rec.ID] = rec.LedgerEntry()
+	ledgerValue, err := encodeLedger(h.id, ledger)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	recValue, err := keyspace.Encode(rec)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+
+	recKey := f.ks.Allocation(rec.ID)
+	cmps = []clientv3.Cmp{
+		f.ledgerUnchanged(h),
+		clientv3.Compare(clientv3.ModRevision(f.ks.HostInfo(h.id)), "=", h.infoRev),
+		clientv3.Compare(clientv3.CreateRevision(f.ks.HostStatus(h.id)), ">", 0),
+		clientv3.Compare(clientv3.CreateRevision(recKey), "=", 0),
+	}
+	ops = []clientv3.Op{
+		clientv3.OpPut(f.ks.HostLedger(h.id), ledgerValue),
+		clientv3.OpPut(recKey, recValue),
+	}
+	if key := rec.IdempotencyKey; key != "" {
+		idemKey := f.ks.Idempotency(key)
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(idemKey), "=", 0))
+		ops = append(ops, clientv3.OpPut(idemKey, rec.ID))
+		orElse = append(orElse, clientv3.OpGet(idemKey))
+	}
+	return cmps, ops, orElse, nil
+}
+
+// newRecord builds the allocation record for r on h with the given GPUs.
+func (f *Fleet) newRecord(
+	h *hostState, r request, gpus []keyspace.GPUInfo,
+) (*keyspace.Allocation, error) {
+	id, err := newAllocationID()
+	if err != nil {
+		return nil, err
+	}
+	now := f.now().UTC()
+	rec := &keyspace.Allocation{
+		ID:             id,
+		HostID:         h.id,
+		HostName:       h.info.Name,
+		HostAddress:    h.info.IPAddress,
+		CPU:            r.CPU,
+		Memory:         r.Memory,
+		GPUs:           allocatedGPUs(gpus),
+		Owner:          r.Owner,
+		IdempotencyKey: r.IdempotencyKey,
+		State:          keyspace.StateActive,
+		CreatedAt:      now,
+		TTLSeconds:     r.TTLSeconds,
+	}
+	if r.TTLSeconds > 0 {
+		expires := now.Add(time.Duration(r.TTLSeconds) * time.Second)
+		rec.ExpiresAt = &expires
+	}
+	return rec, nil
+}
+
+// newAllocationID returns "alloc-" and 16 random hex digits.
+func newAllocationID() (string, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generate allocation ID: %w", err)
+	}
+	return "alloc-" + hex.EncodeToString(b[:]), nil
+}
+
+func allocatedGPUs(gpus []keyspace.GPUInfo) []keyspace.AllocatedGPU {
+	out := make([]keyspace.AllocatedGPU, len(gpus))
+	for i, g := range gpus {
+		out[i] = keyspace.AllocatedGPU{Index: g.Index, UUID: g.UUID}
+	}
+	return out
+}
+
+// findIdempotent returns the allocation already created for r's
+// idempotency key, if there is one.
+func (f *Fleet) findIdempotent(
+	ctx context.Context, r request,
+) (api.Allocation, bool, error) {
+	key := f.ks.Idempotency(r.IdempotencyKey)
+	callCtx, cancel := f.callContext(ctx)
+	defer cancel()
+	resp, err := f.client.Get(callCtx, key)
+	if err != nil {
+		return api.Allocation{}, false, f.unavailable(OpRead,
+			fmt.Sprintf("read idempotency key %q", r.IdempotencyKey), err)
+	}
+	if len(resp.Kvs) == 0 {
+		return api.Allocation{}, false, nil
+	}
+	a, err := f.idempotentResult(ctx, r, string(resp.Kvs[0].Value))
+	return a, true, err
+}
+
+// idempotentResult returns the allocation an idempotency key points to,
+// after checking that it was created for the same amounts.
+func (f *Fleet) idempotentResult(
+	ctx context.Context, r request, allocID string,
+) (api.Allocation, error) {
+	rec, _, err := f.readAllocation(ctx, OpAllocate, allocID)
+	if errors.Is(err, service.ErrNotFound) {
+		return api.Allocation{}, fmt.Errorf("%w: idempotency key %q "+
+			"points to allocation %q, which does not exist; use "+
+			"another key", service.ErrConflict, r.IdempotencyKey, allocID)
+	}
+	if err != nil {
+		return api.Allocation{}, err
+	}
+
+	if rec.CPU != r.CPU || rec.Memory != r.Memory || len(rec.GPUs) != r.GPU {
+		return api.Allocation{}, fmt.Errorf("%w: idempotency key %q "+
+			"belongs to allocation %q for %d CPU, %d bytes memory and "+
+			"%d GPU, not this request; use a new key for a different "+
+			"request", service.ErrConflict, r.IdempotencyKey, rec.ID,
+			rec.CPU, rec.Memory, len(rec.GPUs))
+	}
+	return toAPIAllocation(rec), nil
+}

@@ -1,0 +1,107 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/YoungBoyGod/remotegpu/coordinator/internal/service"
+	"github.com/YoungBoyGod/remotegpu/pkg/api"
+	"github.com/YoungBoyGod/remotegpu/pkg/keyspace"
+)
+
+// pathID returns the {id} path value after checking that it is a valid
+// host or allocation ID, so that a malformed ID gets a 400 that explains
+// the problem rather than a 404.
+func pathID(r *http.Request, kind string) (string, error) {
+	id := r.PathValue("id")
+	if err := keyspace.ValidID(id); err != nil {
+		return "", fmt.Errorf("%w: %s ID in path: %v", service.ErrInvalid, kind, err)
+	}
+	return id, nil
+}
+
+// acceptEmptyBody limits the body of a parameterless POST and accepts it if
+// it is empty or "{}" sent as JSON.
+func acceptEmptyBody(w http.ResponseWriter, r *http.Request) error {
+	if r.ContentLength == 0 {
+		return nil
+	}
+	if err := checkBodyHeaders(r); err != nil {
+		return err
+	}
+	return decodeEmptyBody(http.MaxBytesReader(w, r.Body, api.MaxBodyBytes))
+}
+
+// checkBodyHeaders rejects a body that declares itself too large or not
+// JSON before any of it is read.
+func checkBodyHeaders(r *http.Request) error {
+	if r.ContentLength > api.MaxBodyBytes {
+		return errTooLarge()
+	}
+	return requireJSON(r)
+}
+
+func (s *Server) decodeAllocationBody(w http.ResponseWriter,
+	r *http.Request) (api.AllocationRequest, error) {
+	if r.ContentLength != 0 {
+		if err := checkBodyHeaders(r); err != nil {
+			return api.AllocationRequest{}, err
+		}
+	}
+	return DecodeAllocationRequest(http.MaxBytesReader(w, r.Body, api.MaxBodyBytes))
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if !s.fleet.Ready() {
+		writeJSON(w, http.StatusServiceUnavailable, api.Error{
+			Error: "not ready: the coordinator has not yet loaded the fleet from etcd",
+			Code:  api.CodeUnavailable,
+		})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// allocationFilter reads the query of GET /v1/allocations. Unknown or
+// repeated parameters and invalid values are errors, so that a typo does
+// not silently list everything.
+func allocationFilter(q url.Values) (service.AllocationFilter, error) {
+	var f service.AllocationFilter
+	for name, values := range q {
+		if len(values) > 1 {
+			return f, fmt.Errorf("%w: query parameter %q is given %d times; give it once",
+				service.ErrInvalid, name, len(values))
+		}
+		switch v := values[0]; name {
+		case "host":
+			if err := keyspace.ValidID(v); err != nil {
+				return f, fmt.Errorf("%w: query parameter host: %v", service.ErrInvalid, err)
+			}
+			f.HostID = v
+		case "owner":
+			f.Owner = v
+		case "state":
+			if !slices.Contains(allocationStates, v) {
+				return f, fmt.Errorf("%w: query parameter state is %q; use one of %s",
+					service.ErrInvalid, v, strings.Join(allocationStates, ", "))
+			}
+			f.State = v
+		default:
+			return f, fmt.Errorf("%w: unknown query parameter %q; use host, owner or state",
+				service.ErrInvalid, name)
+		}
+	}
+	return f, nil
+}
+
+var allocationStates = []string{
+	keyspace.StateActive, keyspace.StateLost,
+	keyspace.StateExpired, keyspace.StateReleased,
+}

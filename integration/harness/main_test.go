@@ -1,0 +1,9 @@
+package harness
+
+import (
+	"testing"
+)
+
+func TestMain(m *testing.M) {
+	Main(m)
+}
