@@ -25,6 +25,15 @@ for b in "$coord" "$agent"; do
 done
 mkdir -p "$run_dir"
 
+# ready_check asks /readyz with curl, or lists hosts where curl is missing.
+ready_check() {
+	if command -v curl >/dev/null 2>&1; then
+		curl -fsS "http://$api_addr/readyz" >/dev/null 2>&1
+	else
+		"${ctl[@]}" hosts --json >/dev/null 2>&1
+	fi
+}
+
 pids=()
 stop() {
 	trap - INT TERM EXIT
@@ -38,7 +47,9 @@ stop() {
 trap stop INT TERM EXIT
 
 echo "run: starting the coordinator (embedded etcd at $etcd_client, API at http://$api_addr)"
-"$coord" serve \
+# setsid keeps Ctrl-C away from the daemons, so that stop() can end the
+# agent before the coordinator and its embedded etcd.
+setsid "$coord" serve \
 	--data-dir "$run_dir/etcd" \
 	--etcd-listen-client "$etcd_client" \
 	--etcd-listen-peer "$etcd_peer" \
@@ -53,7 +64,7 @@ for _ in $(seq 1 100); do
 		tail -n 20 "$run_dir/coordinator.log" >&2
 		exit 1
 	fi
-	if curl -fsS "http://$api_addr/readyz" >/dev/null 2>&1; then
+	if ready_check; then
 		ready=1
 		break
 	fi
@@ -62,7 +73,7 @@ done
 [ -n "$ready" ] || { echo "run: the coordinator did not become ready in 20 s; see $run_dir/coordinator.log" >&2; exit 1; }
 
 echo "run: starting the agent"
-"$agent" run --etcd-endpoints "$etcd_client" >"$run_dir/agent.log" 2>&1 &
+setsid "$agent" run --etcd-endpoints "$etcd_client" >"$run_dir/agent.log" 2>&1 &
 pids+=($!)
 
 healthy=

@@ -14,11 +14,50 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
+
+// serveStoppedMessage is what etcd logs at error level for each listener
+// that a deliberate Close shuts down; it is no error then.
+const serveStoppedMessage = "setting up serving from embedded etcd failed."
+
+// newLogger returns etcd's logger: JSON on stderr at level, dropping the
+// listener-closed errors once closing is set.
+func newLogger(level string, closing *atomic.Bool) (*zap.Logger, error) {
+	var lvl zapcore.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("invalid etcd log level %q: %w", level, err)
+	}
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	core := zapcore.NewCore(enc, zapcore.Lock(os.Stderr), lvl)
+	return zap.New(&closeFilter{Core: core, closing: closing}), nil
+}
+
+// closeFilter is a zap core that drops serveStoppedMessage during Close.
+type closeFilter struct {
+	zapcore.Core
+	closing *atomic.Bool
+}
+
+func (f *closeFilter) With(fields []zapcore.Field) zapcore.Core {
+	return &closeFilter{Core: f.Core.With(fields), closing: f.closing}
+}
+
+func (f *closeFilter) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if f.closing.Load() && e.Message == serveStoppedMessage {
+		return ce
+	}
+	if f.Enabled(e.Level) {
+		return ce.AddCore(e, f)
+	}
+	return ce
+}
 
 // Config says where the embedded member listens and keeps its data.
 type Config struct {
@@ -46,8 +85,9 @@ type Config struct {
 
 // Server is a running embedded member.
 type Server struct {
-	etcd *embed.Etcd
-	lock *os.File
+	etcd    *embed.Etcd
+	lock    *os.File
+	closing *atomic.Bool
 }
 
 // Start launches the member and waits until it serves clients.
@@ -56,6 +96,12 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	closing := new(atomic.Bool)
+	lg, err := newLogger(ec.LogLevel, closing)
+	if err != nil {
+		return nil, err
+	}
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create etcd data dir: %w", err)
 	}
@@ -82,7 +128,7 @@ func Start(cfg Config) (*Server, error) {
 	}
 	select {
 	case <-e.Server.ReadyNotify():
-		return &Server{etcd: e, lock: lock}, nil
+		return &Server{etcd: e, lock: lock, closing: closing}, nil
 	case err := <-e.Err():
 		e.Close()
 		lock.Close()
@@ -183,8 +229,13 @@ func (s *Server) ClientURL() string {
 func (s *Server) Err() <-chan error { return s.etcd.Err() }
 
 // Close stops the member and releases the data dir. It is safe to call twice.
+//
+// NOTE: etcd waits up to its request timeout (about 7 s with default
+// election settings) for open client streams, such as agents' lease
+// keepalives, before it forces them closed.
 func (s *Server) Close() {
 	if s.etcd != nil {
+		s.closing.Store(true)
 		s.etcd.Close()
 		s.etcd = nil
 	}
