@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -81,6 +82,14 @@ type Config struct {
 	// etcd's default (10) when zero. Tests lower it because every login
 	// with a password runs one bcrypt comparison on the server.
 	BcryptCost uint
+
+	// CertFile and KeyFile, when set, make the client URL serve TLS
+	// only; ClientURL must then be https. Peers stay on PeerURL as given.
+	CertFile string
+	KeyFile  string
+	// ClientCAFile, when set with CertFile, makes the member require a
+	// client certificate signed by this CA on the client URL.
+	ClientCAFile string
 }
 
 // Server is a running embedded member.
@@ -174,6 +183,9 @@ func (cfg Config) embedConfig() (*embed.Config, error) {
 	if cfg.BcryptCost != 0 {
 		ec.BcryptCost = cfg.BcryptCost
 	}
+	if err := cfg.clientTLS(ec, clientURL); err != nil {
+		return nil, err
+	}
 	ec.LogLevel = cfg.LogLevel
 	if ec.LogLevel == "" {
 		ec.LogLevel = "error"
@@ -182,6 +194,28 @@ func (cfg Config) embedConfig() (*embed.Config, error) {
 	ec.AutoCompactionMode = "periodic"
 	ec.AutoCompactionRetention = "1h"
 	return ec, nil
+}
+
+// clientTLS sets the client URL's TLS files on ec.
+func (cfg Config) clientTLS(ec *embed.Config, clientURL *url.URL) error {
+	if cfg.CertFile == "" && cfg.KeyFile == "" && cfg.ClientCAFile == "" {
+		return nil
+	}
+	if cfg.CertFile == "" || cfg.KeyFile == "" {
+		return errors.New("embedded etcd TLS needs both a certificate " +
+			"and a key file")
+	}
+	if clientURL.Scheme != "https" {
+		return fmt.Errorf("embedded etcd client URL %q must be https "+
+			"when a TLS certificate is set", cfg.ClientURL)
+	}
+	ec.ClientTLSInfo = transport.TLSInfo{
+		CertFile:       cfg.CertFile,
+		KeyFile:        cfg.KeyFile,
+		TrustedCAFile:  cfg.ClientCAFile,
+		ClientCertAuth: cfg.ClientCAFile != "",
+	}
+	return nil
 }
 
 func parseURL(what, raw string) (*url.URL, error) {

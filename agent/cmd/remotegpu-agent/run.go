@@ -21,6 +21,7 @@ import (
 )
 
 func newRunCommand(cfg *config.Config) *cobra.Command {
+	var ops opsOptions
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Register the host in etcd and keep it registered",
@@ -29,16 +30,20 @@ func newRunCommand(cfg *config.Config) *cobra.Command {
 			"SIGTERM or SIGINT marks the host stopped and exits.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runAgent(cfg)
+			return runAgent(cfg, &ops)
 		},
 	}
 	cfg.AddHostFlags(cmd.Flags())
 	cfg.AddRunFlags(cmd.Flags())
+	ops.addFlags(cmd.Flags())
 	return cmd
 }
 
-func runAgent(cfg *config.Config) error {
+func runAgent(cfg *config.Config, ops *opsOptions) error {
 	if err := cfg.ValidateRun(); err != nil {
+		return usageError{err}
+	}
+	if err := ops.validate(); err != nil {
 		return usageError{err}
 	}
 	log, err := cfg.Log.NewLogger(os.Stderr)
@@ -64,19 +69,38 @@ func runAgent(cfg *config.Config) error {
 		return err
 	}
 	defer cli.Close()
+	probeEtcdTLS(ctx, cfg, log)
 
-	agent, err := heartbeat.New(heartbeatConfig(cfg, host, ks, cli, log))
+	mon := newMonitor(host.Info(), log)
+	hbCfg := heartbeatConfig(cfg, host, ks, cli, log)
+	hbCfg.Sample = mon.sample(hbCfg.Sample)
+	hbCfg.Observer = mon
+	agent, err := heartbeat.New(hbCfg)
 	if err != nil {
 		return err
 	}
+	stopMonitor := mon.start(ctx, cfg, ops.metricsListen, log)
+	defer stopMonitor()
 	log.Info("agent starting", "host_id", host.ID, "version", agentVersion(),
 		"instance_id", agent.InstanceID(), "etcd", cfg.Etcd.Endpoints,
 		"prefix", cfg.Prefix, "ttl", cfg.TTL, "interval", cfg.Interval,
 		"status_max_interval", cfg.StatusMaxInterval)
 
+	// Ready means the flags are valid and the loop runs; registration
+	// may wait for etcd, which STATUS lines report.
+	mon.notify.Status("registering host " + host.ID)
+	mon.notify.Ready()
+	stopping := context.AfterFunc(ctx, mon.notify.Stopping)
+	defer func() {
+		if stopping() {
+			mon.notify.Stopping()
+		}
+	}()
+
 	if err := agent.Run(ctx); err != nil {
 		return err
 	}
+	mon.metrics.Stopped()
 	log.Info("agent stopped", "host_id", host.ID)
 	return nil
 }
