@@ -1,5 +1,5 @@
-// Package docs tests the commands that the documentation in this folder
-// shows, against real daemons.
+// Package docs tests the commands that the README's "Inspecting with
+// etcdctl" section shows, against real daemons.
 package docs
 
 import (
@@ -45,10 +45,11 @@ var (
 )
 
 // parseBlocks returns the checked shell blocks of a Markdown file.
-func parseBlocks(t *testing.T, path string) []block {
+func parseBlocks(t *testing.T, path, heading string) []block {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
+	data = section(t, data, heading)
 	var blocks []block
 	var cur *block
 	inside := false
@@ -71,6 +72,19 @@ func parseBlocks(t *testing.T, path string) []block {
 	}
 	require.NoError(t, sc.Err())
 	return blocks
+}
+
+// section returns the part of a Markdown document from the level-two
+// heading to the next one.
+func section(t *testing.T, doc []byte, heading string) []byte {
+	t.Helper()
+	start := bytes.Index(doc, []byte("\n## "+heading+"\n"))
+	require.GreaterOrEqual(t, start, 0, "no section %q", heading)
+	rest := doc[start+1:]
+	if end := bytes.Index(rest[3:], []byte("\n## ")); end >= 0 {
+		rest = rest[:end+3]
+	}
+	return rest
 }
 
 // etcdctlPath builds etcdctl, the version go.mod pins, once.
@@ -165,7 +179,7 @@ func runScript(t *testing.T, script string) string {
 
 func TestEtcdctlCommandsInDocs(t *testing.T) {
 	t.Parallel()
-	blocks := parseBlocks(t, "etcdctl.md")
+	blocks := parseBlocks(t, "../README.md", "Inspecting with etcdctl")
 	f := startFixture(t)
 	statusKey := "/remotegpu/hosts/" + f.hostID + "/status"
 	allocKey := "/remotegpu/allocations/" + f.allocID
@@ -227,9 +241,9 @@ func TestEtcdctlCommandsInDocs(t *testing.T) {
 		})
 	}
 	for name := range checks {
-		assert.True(t, seen[name], "etcdctl.md lost the %q block", name)
+		assert.True(t, seen[name], "README.md lost the %q block", name)
 	}
-	assert.True(t, seen["watch"], "etcdctl.md lost the watch block")
+	assert.True(t, seen["watch"], "README.md lost the watch block")
 }
 
 // checkWatch runs the watch command, releases the allocation and expects
