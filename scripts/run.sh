@@ -35,9 +35,14 @@ ready_check() {
 }
 
 pids=()
+alloc_id=
 stop() {
 	trap - INT TERM EXIT
 	echo
+	if [ -n "$alloc_id" ]; then
+		echo "run: releasing $alloc_id"
+		"${ctl[@]}" release "$alloc_id" >/dev/null || true
+	fi
 	echo "run: stopping the agent and the coordinator"
 	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
 		kill -TERM "${pids[i]}" 2>/dev/null || true
@@ -95,12 +100,22 @@ gpus=0
 if "${ctl[@]}" hosts --json | grep -q '"total_gpu": *[1-9]'; then
 	gpus=1
 fi
+# An earlier run that was killed before it could release leaves its
+# allocation in $run_dir; free it so repeated runs keep working.
+for stale in $("${ctl[@]}" allocations --owner make-run --state active --json |
+	sed -n 's/^ *"id": *"\(alloc-[^"]*\)".*/\1/p'); do
+	echo "run: releasing $stale, left by an earlier run"
+	"${ctl[@]}" release "$stale" >/dev/null
+done
+
 echo "run: allocating 1 CPU, 1 GiB and $gpus GPU"
-"${ctl[@]}" allocate --cpu 1 --memory 1GiB --gpu "$gpus" --owner make-run
+alloc_json=$("${ctl[@]}" allocate --cpu 1 --memory 1GiB --gpu "$gpus" --owner make-run --json)
+alloc_id=$(printf '%s\n' "$alloc_json" | sed -n 's/^ *"id": *"\(alloc-[^"]*\)".*/\1/p' | head -n 1)
+"${ctl[@]}" allocations --owner make-run --state active
 
 echo
 "${ctl[@]}" hosts
 echo
 echo "run: logs are in $run_dir/; try '$coord hosts' or '$coord allocations' in another shell."
-echo "run: press Ctrl-C to stop."
+echo "run: press Ctrl-C to stop; the allocation is released on the way out."
 wait "${pids[@]}"

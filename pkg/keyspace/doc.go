@@ -9,6 +9,8 @@
 //	<prefix>/hosts/<id>/allocations  Ledger, written only by coordinators
 //	<prefix>/allocations/<alloc-id>  Allocation, written only by coordinators
 //	<prefix>/idempotency/<key>       the allocation ID created for a request key
+//	<prefix>/leases/<alloc-id>       the allocation ID, under the allocation's
+//	                                 etcd lease; present while a TTL allocation lives
 //
 // Decoders validate what they read: a document written by hand with etcdctl
 // that does not parse, has wrong types or negative quantities is rejected with

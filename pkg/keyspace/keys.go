@@ -27,6 +27,7 @@ const (
 	KindHostLedger
 	KindAllocation
 	KindIdempotency
+	KindAllocationLease
 )
 
 // String returns the kind's name for logs.
@@ -42,6 +43,8 @@ func (k KeyKind) String() string {
 		return "allocation"
 	case KindIdempotency:
 		return "idempotency key"
+	case KindAllocationLease:
+		return "allocation lease"
 	default:
 		return "unknown"
 	}
@@ -129,11 +132,22 @@ func (k Keyspace) Idempotency(requestKey string) string {
 	return k.IdempotencyPrefix() + requestKey
 }
 
+// AllocationLeasesPrefix returns the prefix of every allocation lease key.
+func (k Keyspace) AllocationLeasesPrefix() string { return k.prefix + "/leases/" }
+
+// AllocationLease returns the key that a coordinator attaches to the etcd
+// lease of an allocation with a TTL. etcd deletes the key when the lease
+// expires, which tells coordinators that the allocation expired.
+func (k Keyspace) AllocationLease(allocID string) string {
+	return k.AllocationLeasesPrefix() + allocID
+}
+
 // ParsedKey is a key split into its parts.
 type ParsedKey struct {
 	Kind KeyKind
 	// ID is the host ID for host keys, the allocation ID for allocation
-	// records and the request key for idempotency keys.
+	// records and allocation leases, and the request key for idempotency
+	// keys.
 	ID string
 }
 
@@ -159,6 +173,8 @@ func (k Keyspace) ParseKey(key string) (ParsedKey, error) {
 		return ParsedKey{Kind: KindAllocation, ID: parts[1]}, nil
 	case len(parts) == 2 && parts[0] == "idempotency" && ValidID(parts[1]) == nil:
 		return ParsedKey{Kind: KindIdempotency, ID: parts[1]}, nil
+	case len(parts) == 2 && parts[0] == "leases" && ValidID(parts[1]) == nil:
+		return ParsedKey{Kind: KindAllocationLease, ID: parts[1]}, nil
 	}
 	return ParsedKey{}, fmt.Errorf("key %q: %w", key, ErrUnknownKey)
 }

@@ -48,6 +48,7 @@ func TestKeysRoundTrip(t *testing.T) {
 		{ks.HostLedger("h-2.x"), KindHostLedger, "h-2.x"},
 		{ks.Allocation("alloc-1"), KindAllocation, "alloc-1"},
 		{ks.Idempotency("job:7"), KindIdempotency, "job:7"},
+		{ks.AllocationLease("alloc-1"), KindAllocationLease, "alloc-1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key, func(t *testing.T) {
@@ -71,6 +72,8 @@ func TestParseKeyRejectsUnknownLayout(t *testing.T) {
 		"/rg/hosts//info",
 		"/rg/allocations/",
 		"/rg/allocations/a/b",
+		"/rg/leases/",
+		"/rg/leases/a/b",
 		"/rg/unknown/x",
 		"/other/hosts/h1/info",
 		"/rg/hosts/.hidden/info",

@@ -23,6 +23,9 @@ type clientOptions struct {
 	addr    string
 	json    bool
 	timeout time.Duration
+	// tokenFile and caCert are the optional --token-file and --cacert.
+	tokenFile string
+	caCert    string
 	// now is the clock for ages in tables; time.Now outside tests.
 	now func() time.Time
 }
@@ -31,11 +34,18 @@ func (o *clientOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.addr, "addr", defaultAddr, "URL of the coordinator's HTTP API")
 	fs.BoolVar(&o.json, "json", false, "print the API's JSON instead of text")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "deadline of each HTTP request")
+	o.addSecurityFlags(fs)
 }
 
 func (o *clientOptions) client() (*client.Client, error) {
-	return client.New(o.addr, client.WithTimeout(o.timeout),
-		client.WithUserAgent("remotegpu-coordinator/"+version.Version))
+	security, err := o.securityOptions()
+	if err != nil {
+		return nil, err
+	}
+	opts := append([]client.Option{client.WithTimeout(o.timeout),
+		client.WithUserAgent("remotegpu-coordinator/" + version.Version)},
+		security...)
+	return client.New(o.addr, opts...)
 }
 
 // call contains the inputs of a client command's run function.

@@ -40,6 +40,9 @@ type serveOptions struct {
 	defaultAllocationTTL time.Duration
 	releasedRetention    time.Duration
 	etcdCallTimeout      time.Duration
+
+	ops      opsOptions
+	lifetime lifetimeOptions
 }
 
 // embeddedOnlyFlags apply only to the embedded etcd member.
@@ -109,6 +112,8 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 		"minimum time released allocations stay readable (at least 2s)")
 	fs.DurationVar(&o.etcdCallTimeout, "etcd-call-timeout", fleet.DefaultCallTimeout,
 		"deadline of each etcd call")
+	o.ops.addFlags(fs)
+	o.lifetime.addFlags(fs)
 }
 
 // validate checks the flags without touching the network or disk.
@@ -138,6 +143,12 @@ func (o *serveOptions) validate(fs *pflag.FlagSet) error {
 	}
 	if o.etcdCallTimeout <= 0 {
 		return fmt.Errorf("invalid --etcd-call-timeout %s: must be positive", o.etcdCallTimeout)
+	}
+	if err := o.ops.validate(); err != nil {
+		return err
+	}
+	if err := o.lifetime.validate(); err != nil {
+		return err
 	}
 	return o.validateEtcd(fs)
 }

@@ -38,6 +38,7 @@ type coordinator struct {
 	client   *clientv3.Client
 	fleet    *fleet.Fleet
 	http     *http.Server
+	ops      *ops
 }
 
 // runServe starts the coordinator, serves until ctx ends or SIGINT or
@@ -71,6 +72,12 @@ func startCoordinator(o *serveOptions, log *slog.Logger) (_ *coordinator, err er
 			o.listen, err)
 	}
 
+	ops, secured, err := newOps(&o.ops, c.listener, log)
+	if err != nil {
+		return nil, err
+	}
+	c.ops, c.listener = ops, secured
+
 	embedded := len(o.etcd.Endpoints) == 0
 	if embedded {
 		if err := c.startEmbeddedEtcd(o); err != nil {
@@ -81,6 +88,7 @@ func startCoordinator(o *serveOptions, log *slog.Logger) (_ *coordinator, err er
 	if err != nil {
 		return nil, err
 	}
+	probeEtcdTLS(&o.etcd, log)
 
 	ks, err := keyspace.New(o.prefix)
 	if err != nil {
@@ -90,18 +98,23 @@ func startCoordinator(o *serveOptions, log *slog.Logger) (_ *coordinator, err er
 		Client:               c.client,
 		Keyspace:             ks,
 		Logger:               log,
+		Observer:             c.ops.metrics,
 		MaxAttempts:          o.maxAttempts,
 		BusyGPUMemoryBytes:   int64(o.busyGPUMemory),
 		DefaultAllocationTTL: o.defaultAllocationTTL,
 		ReleasedRetention:    o.releasedRetention,
 		CallTimeout:          o.etcdCallTimeout,
+		LostGracePeriod:      o.lifetime.lostGracePeriod,
+		LostReleaseAfter:     o.lifetime.lostReleaseAfter,
 	})
 	if err != nil {
 		return nil, err
 	}
+	c.ops.metrics.SetSource(c.fleet)
 
 	c.http = &http.Server{
-		Handler:           server.New(server.Config{Fleet: c.fleet, Logger: log}),
+		Handler: server.New(c.ops.serverConfig(
+			server.Config{Fleet: c.fleet, Logger: log})),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -143,6 +156,7 @@ func (c *coordinator) serve(ctx context.Context, shutdownTimeout time.Duration) 
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- c.http.Serve(c.listener) }()
 	c.log.Info("coordinator serving", "listen", c.listener.Addr().String())
+	stopOps := c.ops.start(ctx, c.fleet.Ready, c.http.Handler)
 
 	var etcdFailed <-chan error
 	if c.etcd != nil {
@@ -166,6 +180,7 @@ func (c *coordinator) serve(ctx context.Context, shutdownTimeout time.Duration) 
 		c.log.Error("coordinator stopping after a failure", "err", cause)
 	}
 
+	stopOps()
 	shutdownErr := c.shutdown(shutdownTimeout, stopFleet, fleetDone, httpDone)
 	c.log.Info("coordinator stopped")
 	return errors.Join(cause, shutdownErr)

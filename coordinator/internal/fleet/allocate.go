@@ -9,6 +9,7 @@ import (
 	mathrand "math/rand/v2"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/YoungBoyGod/remotegpu/coordinator/internal/service"
@@ -156,34 +157,50 @@ func (f *Fleet) allocate(
 
 // place runs the filter, rank and commit loop. Each attempt commits on
 // the best host not yet lost in a race during this call. A host that
-// cannot take r on a fresh read is judged by that read from then on.
+// cannot take r on a fresh read is judged by that read from then on. A
+// request with a TTL gets an etcd lease first, which is revoked again
+// when no allocation was created. After a commit with an unknown outcome
+// the lease is left to expire, which expires the allocation if it was
+// committed after all.
 func (f *Fleet) place(
 	ctx context.Context, r request,
 ) (api.Allocation, bool, int, error) {
-	fresh := make(map[string]*hostState)
-	raced := make(map[string]bool)
-	conflicts := 0
+	p := placement{r: r, fresh: make(map[string]*hostState),
+		raced: make(map[string]bool)}
+	defer func() {
+		if !p.created && !p.uncertain {
+			f.revokeAllocationLease(ctx, "", p.lease)
+		}
+	}()
 
 	for attempt := 1; attempt <= f.cfg.MaxAttempts; attempt++ {
-		ranked, err := f.rank(r, fresh)
+		ranked, err := f.rank(r, p.fresh)
 		if err != nil {
 			return api.Allocation{}, false, attempt - 1, err
 		}
-		hostID := pickHost(ranked, raced)
+		if err := f.ensureLease(ctx, &p); err != nil {
+			return api.Allocation{}, false, attempt - 1, err
+		}
+		hostID := pickHost(ranked, p.raced)
 
-		res := f.commit(ctx, r, hostID)
+		res := f.commit(ctx, r, hostID, p.lease)
 		switch {
 		case res.err != nil:
+			p.uncertain = res.uncertain
 			return api.Allocation{}, false, attempt, res.err
 		case res.done:
+			p.created = res.created
 			return res.alloc, res.created, attempt, nil
 		case res.fresh != nil:
-			fresh[hostID] = res.fresh
+			p.fresh[hostID] = res.fresh
+			continue
+		case res.leaseGone:
+			p.lease = 0
 			continue
 		}
 
-		raced[hostID] = true
-		conflicts++
+		p.raced[hostID] = true
+		p.conflicts++
 		f.casConflict(OpAllocate)
 		if err := pause(ctx, attempt); err != nil {
 			return api.Allocation{}, false, attempt, f.unavailable(
@@ -191,7 +208,31 @@ func (f *Fleet) place(
 		}
 	}
 	return api.Allocation{}, false, f.cfg.MaxAttempts,
-		f.gaveUp(r, fresh, conflicts)
+		f.gaveUp(r, p.fresh, p.conflicts)
+}
+
+// placement is the state of one place call.
+type placement struct {
+	r         request
+	fresh     map[string]*hostState
+	raced     map[string]bool
+	conflicts int
+	// lease is the etcd lease for a request with a TTL, 0 until granted.
+	lease   clientv3.LeaseID
+	created bool
+	// uncertain is set when a commit failed without a known outcome.
+	uncertain bool
+}
+
+// ensureLease grants the placement's lease when its request has a TTL
+// and it holds none.
+func (f *Fleet) ensureLease(ctx context.Context, p *placement) error {
+	if p.r.TTLSeconds == 0 || p.lease != 0 {
+		return nil
+	}
+	id, err := f.grantAllocationLease(ctx, p.r.TTLSeconds)
+	p.lease = id
+	return err
 }
 
 // pickHost returns the best host not lost in a race yet, or the best one
@@ -244,13 +285,21 @@ type commitResult struct {
 	done    bool
 	// fresh is the host as re-read from etcd when it cannot take r.
 	fresh *hostState
-	err   error
+	// leaseGone reports that the allocation's lease expired before the
+	// commit; a new one is needed.
+	leaseGone bool
+	// uncertain reports that the commit failed in etcd and may have been
+	// applied anyway.
+	uncertain bool
+	err       error
 }
 
 // commit re-reads the host, checks r against what it read and writes the
 // new ledger, the allocation record and the idempotency key in one
 // transaction guarded by the read's revisions.
-func (f *Fleet) commit(ctx context.Context, r request, hostID string) commitResult {
+func (f *Fleet) commit(
+	ctx context.Context, r request, hostID string, lease clientv3.LeaseID,
+) commitResult {
 	h, err := f.readHost(ctx, OpAllocate, hostID)
 	if err != nil {
 		return commitResult{err: err}
@@ -264,7 +313,7 @@ func (f *Fleet) commit(ctx context.Context, r request, hostID string) commitResu
 	if err != nil {
 		return commitResult{err: err}
 	}
-	cmps, ops, orElse, err := f.allocationOps(h, rec)
+	cmps, ops, orElse, err := f.allocationOps(h, rec, lease)
 	if err != nil {
 		return commitResult{err: err}
 	}
@@ -273,8 +322,11 @@ func (f *Fleet) commit(ctx context.Context, r request, hostID string) commitResu
 	defer cancel()
 	resp, err := f.client.Txn(callCtx).If(cmps...).Then(ops...).
 		Else(orElse...).Commit()
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return commitResult{leaseGone: true}
+	}
 	if err != nil {
-		return commitResult{err: f.unavailable(OpAllocate,
+		return commitResult{uncertain: true, err: f.unavailable(OpAllocate,
 			fmt.Sprintf("commit allocation on host %q", hostID), err)}
 	}
 	if resp.Succeeded {
@@ -296,9 +348,10 @@ func (f *Fleet) commit(ctx context.Context, r request, hostID string) commitResu
 }
 
 // allocationOps builds the compares, writes and, for a lost compare,
-// reads of the transaction that commits rec on h.
+// reads of the transaction that commits rec on h. A record with a TTL
+// gets its lease key, attached to lease, in the same transaction.
 func (f *Fleet) allocationOps(
-	h *hostState, rec *keyspace.Allocation,
+	h *hostState, rec *keyspace.Allocation, lease clientv3.LeaseID,
 ) (cmps []clientv3.Cmp, ops, orElse []clientv3.Op, err error) {
 	ledger := cloneLedger(h.ledger)
 	ledger.Allocations[rec.ID] = rec.LedgerEntry()
@@ -321,6 +374,10 @@ func (f *Fleet) allocationOps(
 	ops = []clientv3.Op{
 		clientv3.OpPut(f.ks.HostLedger(h.id), ledgerValue),
 		clientv3.OpPut(recKey, recValue),
+	}
+	if rec.TTLSeconds > 0 {
+		ops = append(ops, clientv3.OpPut(f.ks.AllocationLease(rec.ID),
+			rec.ID, clientv3.WithLease(lease)))
 	}
 	if key := rec.IdempotencyKey; key != "" {
 		idemKey := f.ks.Idempotency(key)

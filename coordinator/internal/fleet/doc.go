@@ -53,13 +53,49 @@
 //
 // # Release and retention
 //
-// Release removes the ledger entry and marks the record released in one
-// transaction. Released records, and their idempotency keys, which keep
-// pointing to them, are attached to a lease shared by this coordinator, so
-// they disappear between ReleasedRetention and 1.5 × ReleasedRetention
-// after the release. Until then a second release of the same allocation
-// reports AlreadyReleased, and a request with the same idempotency key
-// returns the released allocation.
+// Release removes the ledger entry, deletes the allocation's lease key
+// and marks the record released in one transaction. Released and expired
+// records, and their idempotency keys, which keep pointing to them, are
+// attached to a lease shared by this coordinator, so they disappear
+// between ReleasedRetention and 1.5 × ReleasedRetention after the end.
+// Until then a second release of the same allocation reports
+// AlreadyReleased, and a request with the same idempotency key returns
+// the ended allocation.
+//
+// # Expiry
+//
+// An allocation with a TTL gets its own etcd lease of TTLSeconds, and the
+// commit transaction puts the key <prefix>/leases/<alloc-id> under it.
+// Renew keeps the lease alive with one KeepAliveOnce and moves the
+// record's expires_at. When the lease expires, etcd deletes the key. An
+// active or lost record with a TTL and no lease key is therefore expired:
+// whichever coordinator detects that first, from the watch, a list after a
+// restart or a periodic sweep, ends it with the same transaction as
+// Release, which also requires the lease key to be absent and the record
+// unchanged since its read. With several coordinators exactly one
+// transaction wins, and each expiry is logged ("allocation expired" with
+// alloc_id, owner and host_id) and counted once. A lease key that expired
+// while no coordinator ran is found by the first list. etcd raises TTLs
+// below its minimum lease TTL, and a leader change extends leases, so an
+// allocation may live longer than its TTL, never shorter. Renew of an
+// expired allocation returns ErrConflict.
+//
+// # Lost allocations
+//
+// A registered host without a status key (its agent's lease expired, or
+// the agent stopped on purpose) is down from the moment this coordinator
+// saw the key missing, on its own clock; after a restart the coordinator
+// counts from its first list. Once a host has been down for
+// LostGracePeriod, the sweep marks each of its active allocations lost,
+// with a compare-and-swap that requires the status key to be absent.
+// A lost allocation keeps its ledger entry, so its resources stay
+// reserved, and it can be released as usual. When the host's status key
+// returns, the sweep marks its lost allocations active again, with a
+// compare-and-swap that requires the status key to exist. With
+// LostReleaseAfter set, a lost allocation is released once that long has
+// passed since its lost_at, compared with the sweeping coordinator's
+// clock. The sweep runs every SweepInterval and when the watch reports a
+// deleted lease key or a health change.
 //
 // # Not guaranteed
 //
@@ -67,8 +103,11 @@
 //     GPUs) does not evict allocations; the ledger may then exceed the new
 //     totals until they are released, and requests for the over-committed
 //     resource skip the host until then.
-//   - Allocation TTLs are stored and renewed, but nothing expires an
-//     allocation yet.
+//   - Allocations whose host's keys were all deleted by hand are never
+//     marked lost; they stay active until released.
+//   - lost_at and released_at come from the clock of the coordinator that
+//     wrote them; coordinators with skewed clocks release lost
+//     allocations earlier or later by that skew.
 //   - Select is a dry run on the view and may differ from a later
 //     Allocate.
 package fleet

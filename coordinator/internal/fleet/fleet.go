@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -29,6 +30,9 @@ const (
 	// DefaultReleasedRetention is how long released allocation records
 	// are kept at least.
 	DefaultReleasedRetention = 24 * time.Hour
+	// DefaultLostGracePeriod is how long a host may be down before its
+	// allocations are marked lost.
+	DefaultLostGracePeriod = time.Minute
 )
 
 // minReleasedRetention keeps the retention lease above etcd's minimum
@@ -66,6 +70,19 @@ type Config struct {
 	Clock func() time.Time
 	// CallTimeout bounds each etcd call; DefaultCallTimeout when 0.
 	CallTimeout time.Duration
+
+	// LostGracePeriod is how long a host may be unhealthy, stopped or
+	// without a status before its active allocations are marked lost;
+	// DefaultLostGracePeriod when 0.
+	LostGracePeriod time.Duration
+	// LostReleaseAfter releases a lost allocation once this long has
+	// passed since it was marked lost; 0 keeps it until an operator
+	// releases it or its host returns.
+	LostReleaseAfter time.Duration
+	// SweepInterval is the period of the sweep that expires, marks lost,
+	// restores and releases allocations; 0 derives it from
+	// LostGracePeriod and LostReleaseAfter.
+	SweepInterval time.Duration
 }
 
 // withDefaults validates cfg and fills the zero fields.
@@ -96,6 +113,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("fleet config: CallTimeout is %s, "+
 			"must not be negative", cfg.CallTimeout)
 	}
+	if err := cfg.checkLifetime(); err != nil {
+		return cfg, err
+	}
 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -117,6 +137,13 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.CallTimeout == 0 {
 		cfg.CallTimeout = DefaultCallTimeout
+	}
+	if cfg.LostGracePeriod == 0 {
+		cfg.LostGracePeriod = DefaultLostGracePeriod
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = deriveSweepInterval(cfg.LostGracePeriod,
+			cfg.LostReleaseAfter)
 	}
 	return cfg, nil
 }
@@ -147,6 +174,11 @@ type Fleet struct {
 
 	lease retentionLease
 
+	// sweepWake requests a sweep. Its buffer has room for one request.
+	sweepWake chan struct{}
+	// sweeps counts finished sweeps, so tests can wait for the next one.
+	sweeps atomic.Uint64
+
 	// beforeWatch, when set by a test, runs before each watch starts.
 	beforeWatch func(ctx context.Context)
 }
@@ -170,6 +202,7 @@ func New(cfg Config) (*Fleet, error) {
 		view:       newView(cfg.Keyspace),
 		revChanged: make(chan struct{}),
 		reported:   make(map[string]int64),
+		sweepWake:  make(chan struct{}, 1),
 	}
 	f.rankers = map[string]host.HostRanker{
 		api.StrategyLeastUsed:  host.NewLeastUsedSelector(),

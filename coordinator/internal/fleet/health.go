@@ -132,8 +132,15 @@ func (f *Fleet) syncHostLocked(h *hostState) {
 			f.counts.healthChanges.Add(1)
 		}
 		f.obs.HostHealthChanged(h.id, h.health.status, next.status)
+		f.wakeSweep()
 	}
 	h.health = next
+	switch {
+	case h.statusRev > 0:
+		h.downSince = time.Time{}
+	case h.downSince.IsZero():
+		h.downSince = f.now()
+	}
 
 	if registered && h.ledger.Draining != h.draining {
 		log.Info("host draining changed", "draining", h.ledger.Draining)

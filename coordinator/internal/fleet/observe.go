@@ -22,6 +22,9 @@ const (
 	OpAllocate = "allocate"
 	OpRelease  = "release"
 	OpRenew    = "renew"
+	OpExpire   = "expire"
+	OpLost     = "lost"
+	OpRestore  = "restore"
 	OpDrain    = "drain"
 	OpRemove   = "remove"
 	OpRead     = "read"
@@ -49,6 +52,15 @@ type Observer interface {
 	EtcdError(op string)
 }
 
+// AllocationObserver is an optional extension of Observer: when
+// Config.Observer also implements it, the fleet calls
+// AllocationStateChanged once per allocation state change that this
+// Fleet committed, for example from "active" to "expired". The same
+// rules as for Observer apply.
+type AllocationObserver interface {
+	AllocationStateChanged(from, to, reason string)
+}
+
 // nopObserver is the Observer used when Config.Observer is nil.
 type nopObserver struct{}
 
@@ -65,6 +77,10 @@ type counters struct {
 	relists            atomic.Uint64
 	etcdErrors         atomic.Uint64
 	healthChanges      atomic.Uint64
+	expired            atomic.Uint64
+	lost               atomic.Uint64
+	restored           atomic.Uint64
+	lostReleased       atomic.Uint64
 }
 
 // Stats is a snapshot of the fleet's counters and gauges.
@@ -86,6 +102,16 @@ type Stats struct {
 	// HealthChanges counts host health transitions, first sightings
 	// excluded.
 	HealthChanges uint64
+	// AllocationsExpired counts allocations this Fleet expired.
+	AllocationsExpired uint64
+	// AllocationsLost counts allocations this Fleet marked lost.
+	AllocationsLost uint64
+	// AllocationsRestored counts lost allocations this Fleet made active
+	// again after their host returned.
+	AllocationsRestored uint64
+	// LostReleased counts lost allocations this Fleet released after
+	// Config.LostReleaseAfter.
+	LostReleased uint64
 	// Revision is the last etcd revision applied to the view.
 	Revision int64
 }
@@ -93,13 +119,17 @@ type Stats struct {
 // Stats returns the current counters and gauges.
 func (f *Fleet) Stats() Stats {
 	s := Stats{
-		HostsByHealth:      make(map[string]int),
-		AllocationsByState: make(map[string]int),
-		AllocationsCreated: f.counts.allocationsCreated.Load(),
-		CASConflicts:       f.counts.casConflicts.Load(),
-		Relists:            f.counts.relists.Load(),
-		EtcdErrors:         f.counts.etcdErrors.Load(),
-		HealthChanges:      f.counts.healthChanges.Load(),
+		HostsByHealth:       make(map[string]int),
+		AllocationsByState:  make(map[string]int),
+		AllocationsCreated:  f.counts.allocationsCreated.Load(),
+		CASConflicts:        f.counts.casConflicts.Load(),
+		Relists:             f.counts.relists.Load(),
+		EtcdErrors:          f.counts.etcdErrors.Load(),
+		HealthChanges:       f.counts.healthChanges.Load(),
+		AllocationsExpired:  f.counts.expired.Load(),
+		AllocationsLost:     f.counts.lost.Load(),
+		AllocationsRestored: f.counts.restored.Load(),
+		LostReleased:        f.counts.lostReleased.Load(),
 	}
 
 	f.mu.RLock()
@@ -125,4 +155,12 @@ func (f *Fleet) casConflict(op string) {
 // isActiveState reports whether an allocation in state holds resources.
 func isActiveState(state string) bool {
 	return state == keyspace.StateActive || state == keyspace.StateLost
+}
+
+// stateChanged reports an allocation state change to an
+// AllocationObserver, if the Observer is one.
+func (f *Fleet) stateChanged(from, to, reason string) {
+	if o, ok := f.obs.(AllocationObserver); ok {
+		o.AllocationStateChanged(from, to, reason)
+	}
 }

@@ -64,32 +64,21 @@ func (f *Fleet) dropLease(id clientv3.LeaseID) {
 }
 
 // Release frees an allocation: in one transaction it removes the entry
-// from its host's ledger and marks the record released. An allocation
-// whose host or ledger entry is gone is still marked released. A second
-// release returns the record with AlreadyReleased set.
+// from its host's ledger, deletes its lease key and marks the record
+// released. An allocation whose host or ledger entry is gone is still
+// marked released. A second release returns the record with
+// AlreadyReleased set, and so does a release of an expired allocation.
 func (f *Fleet) Release(ctx context.Context, allocID string) (api.Allocation, error) {
 	if err := checkID("allocation", allocID); err != nil {
 		return api.Allocation{}, err
 	}
-
-	for attempt := 1; attempt <= f.cfg.MaxAttempts; attempt++ {
-		a, res, err := f.releaseOnce(ctx, allocID)
-		switch {
-		case err != nil:
-			return api.Allocation{}, err
-		case res == attemptDone:
-			return a, nil
-		case res == attemptConflict:
-			f.casConflict(OpRelease)
-		}
-		if err := pause(ctx, attempt); err != nil {
-			return api.Allocation{}, f.unavailable(OpRelease,
-				fmt.Sprintf("release allocation %q", allocID), err)
-		}
+	rec, changed, err := f.finish(ctx, allocID, endRelease)
+	if err != nil {
+		return api.Allocation{}, err
 	}
-	return api.Allocation{}, fmt.Errorf("%w: release allocation %q: gave "+
-		"up after %d attempts lost a compare-and-swap race; retry",
-		service.ErrUnavailable, allocID, f.cfg.MaxAttempts)
+	a := toAPIAllocation(rec)
+	a.AlreadyReleased = !changed
+	return a, nil
 }
 
 // attemptResult is the outcome of one compare-and-swap attempt.
@@ -103,42 +92,106 @@ const (
 	attemptRetry
 )
 
-func (f *Fleet) releaseOnce(
-	ctx context.Context, allocID string,
-) (api.Allocation, attemptResult, error) {
-	rec, recRev, err := f.readAllocation(ctx, OpRelease, allocID)
-	if err != nil {
-		return api.Allocation{}, attemptDone, err
+// ending is one way an allocation's life ends, with the conditions its
+// transaction checks beyond the record's and ledger's revisions.
+type ending struct {
+	op    string
+	state string
+	// verb and reason are logged with the change.
+	verb   string
+	reason string
+	// expiry requires a TTL and an absent lease key.
+	expiry bool
+	// lostFor, when positive, requires a lost record whose lost_at is at
+	// least this long ago.
+	lostFor time.Duration
+}
+
+var (
+	endRelease = ending{op: OpRelease, state: keyspace.StateReleased,
+		verb: "allocation released", reason: "released by request"}
+	endExpire = ending{op: OpExpire, state: keyspace.StateExpired,
+		verb: "allocation expired", reason: "TTL ran out without renewal",
+		expiry: true}
+)
+
+// finish ends an allocation's life as end describes, retrying lost
+// compares. It returns the record as it ends and whether this call
+// changed it; a record that no longer qualifies comes back unchanged.
+func (f *Fleet) finish(
+	ctx context.Context, allocID string, end ending,
+) (*keyspace.Allocation, bool, error) {
+	for attempt := 1; attempt <= f.cfg.MaxAttempts; attempt++ {
+		rec, changed, res, err := f.finishOnce(ctx, allocID, end)
+		switch {
+		case err != nil:
+			return nil, false, err
+		case res == attemptDone:
+			return rec, changed, nil
+		case res == attemptConflict:
+			f.casConflict(end.op)
+		}
+		if err := pause(ctx, attempt); err != nil {
+			return nil, false, f.unavailable(end.op,
+				fmt.Sprintf("%s allocation %q", end.op, allocID), err)
+		}
 	}
-	if !isActiveState(rec.State) {
-		a := toAPIAllocation(rec)
-		a.AlreadyReleased = true
-		return a, attemptDone, nil
+	return nil, false, fmt.Errorf("%w: %s allocation %q: gave up after %d "+
+		"attempts lost a compare-and-swap race; retry",
+		service.ErrUnavailable, end.op, allocID, f.cfg.MaxAttempts)
+}
+
+// qualifies reports whether rec, read with its lease key, may end as end
+// describes now.
+func (f *Fleet) qualifies(
+	rec *keyspace.Allocation, leaseRev int64, end ending,
+) bool {
+	switch {
+	case !isActiveState(rec.State):
+		return false
+	case end.expiry:
+		return rec.TTLSeconds > 0 && leaseRev == 0
+	case end.lostFor > 0:
+		return rec.State == keyspace.StateLost && rec.LostAt != nil &&
+			f.now().Sub(*rec.LostAt) >= end.lostFor
+	}
+	return true
+}
+
+func (f *Fleet) finishOnce(
+	ctx context.Context, allocID string, end ending,
+) (*keyspace.Allocation, bool, attemptResult, error) {
+	rd, err := f.readAllocationLease(ctx, end.op, allocID)
+	if err != nil {
+		return nil, false, attemptDone, err
+	}
+	if !f.qualifies(rd.rec, rd.leaseRev, end) {
+		return rd.rec, false, attemptDone, nil
 	}
 
-	h, err := f.readHost(ctx, OpRelease, rec.HostID)
+	h, err := f.readHost(ctx, end.op, rd.rec.HostID)
 	if err != nil {
-		return api.Allocation{}, attemptDone, err
+		return nil, false, attemptDone, err
 	}
 	if h.ledgerErr != nil {
-		return api.Allocation{}, attemptDone, f.ledgerError(h)
+		return nil, false, attemptDone, f.ledgerError(h)
 	}
-	idemRev, err := f.idempotencyRevision(ctx, rec)
+	idemRev, err := f.idempotencyRevision(ctx, end.op, rd.rec)
 	if err != nil {
-		return api.Allocation{}, attemptDone, err
+		return nil, false, attemptDone, err
 	}
 	leaseID, err := f.retentionLeaseID(ctx)
 	if err != nil {
-		return api.Allocation{}, attemptDone, err
+		return nil, false, attemptDone, err
 	}
 
-	released := *rec
+	ended := *rd.rec
 	now := f.now().UTC()
-	released.State = keyspace.StateReleased
-	released.ReleasedAt = &now
-	cmps, ops, err := f.releaseOps(h, &released, recRev, idemRev, leaseID)
+	ended.State = end.state
+	ended.ReleasedAt = &now
+	cmps, ops, err := f.releaseOps(h, &ended, rd, idemRev, leaseID)
 	if err != nil {
-		return api.Allocation{}, attemptDone, err
+		return nil, false, attemptDone, err
 	}
 
 	callCtx, cancel := f.callContext(ctx)
@@ -146,26 +199,50 @@ func (f *Fleet) releaseOnce(
 	resp, err := f.client.Txn(callCtx).If(cmps...).Then(ops...).Commit()
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		f.dropLease(leaseID)
-		return api.Allocation{}, attemptRetry, nil
+		return nil, false, attemptRetry, nil
 	}
 	if err != nil {
-		return api.Allocation{}, attemptDone, f.unavailable(OpRelease,
-			fmt.Sprintf("release allocation %q", allocID), err)
+		return nil, false, attemptDone, f.unavailable(end.op,
+			fmt.Sprintf("%s allocation %q", end.op, allocID), err)
 	}
 	if !resp.Succeeded {
-		return api.Allocation{}, attemptConflict, nil
+		return nil, false, attemptConflict, nil
 	}
 
 	f.waitForRevision(ctx, resp.Header.Revision)
-	f.log.Info("allocation released", "alloc_id", allocID,
-		"host_id", rec.HostID, "revision", resp.Header.Revision)
-	return toAPIAllocation(&released), attemptDone, nil
+	f.revokeAllocationLease(ctx, allocID, rd.lease)
+	f.logEnded(&ended, rd.rec.State, end, resp.Header.Revision)
+	return &ended, true, attemptDone, nil
+}
+
+// logEnded logs and counts an allocation whose life ended.
+func (f *Fleet) logEnded(
+	rec *keyspace.Allocation, from string, end ending, rev int64,
+) {
+	attrs := []any{"alloc_id", rec.ID, "host_id", rec.HostID,
+		"owner", rec.Owner, "revision", rev, "reason", end.reason}
+	switch end.state {
+	case keyspace.StateExpired:
+		f.counts.expired.Add(1)
+		if rec.ExpiresAt != nil {
+			attrs = append(attrs, "expires_at", formatTime(*rec.ExpiresAt))
+		}
+		f.log.Warn(end.verb, attrs...)
+	default:
+		if end.lostFor > 0 {
+			f.counts.lostReleased.Add(1)
+			f.log.Warn(end.verb, attrs...)
+			break
+		}
+		f.log.Info(end.verb, attrs...)
+	}
+	f.stateChanged(from, end.state, end.reason)
 }
 
 // idempotencyRevision returns the ModRevision of rec's idempotency key
 // when that key still points to rec, and 0 otherwise.
 func (f *Fleet) idempotencyRevision(
-	ctx context.Context, rec *keyspace.Allocation,
+	ctx context.Context, op string, rec *keyspace.Allocation,
 ) (int64, error) {
 	if rec.IdempotencyKey == "" {
 		return 0, nil
@@ -174,7 +251,7 @@ func (f *Fleet) idempotencyRevision(
 	defer cancel()
 	resp, err := f.client.Get(callCtx, f.ks.Idempotency(rec.IdempotencyKey))
 	if err != nil {
-		return 0, f.unavailable(OpRelease, fmt.Sprintf(
+		return 0, f.unavailable(op, fmt.Sprintf(
 			"read idempotency key %q", rec.IdempotencyKey), err)
 	}
 	if len(resp.Kvs) == 0 || string(resp.Kvs[0].Value) != rec.ID {
@@ -183,29 +260,35 @@ func (f *Fleet) idempotencyRevision(
 	return resp.Kvs[0].ModRevision, nil
 }
 
-// releaseOps builds the transaction that stores the released record and
+// releaseOps builds the transaction that stores the ended record and
 // the host's ledger without it. The record, and the idempotency key that
-// points to it, move to the retention lease.
+// points to it, move to the retention lease. The allocation's lease key
+// must be as read: absent for an expiry, deleted otherwise.
 func (f *Fleet) releaseOps(
-	h *hostState, released *keyspace.Allocation, recRev, idemRev int64,
-	leaseID clientv3.LeaseID,
+	h *hostState, ended *keyspace.Allocation, rd allocationRead,
+	idemRev int64, leaseID clientv3.LeaseID,
 ) ([]clientv3.Cmp, []clientv3.Op, error) {
-	recKey := f.ks.Allocation(released.ID)
-	value, err := keyspace.Encode(released)
+	recKey := f.ks.Allocation(ended.ID)
+	value, err := keyspace.Encode(ended)
 	if err != nil {
 		return nil, nil, err
 	}
+	leaseKey := f.ks.AllocationLease(ended.ID)
 	cmps := []clientv3.Cmp{
-		clientv3.Compare(clientv3.ModRevision(recKey), "=", recRev),
+		clientv3.Compare(clientv3.ModRevision(recKey), "=", rd.rev),
+		clientv3.Compare(clientv3.ModRevision(leaseKey), "=", rd.leaseRev),
 		f.ledgerUnchanged(h),
 	}
 	ops := []clientv3.Op{
 		clientv3.OpPut(recKey, value, clientv3.WithLease(leaseID)),
 	}
+	if rd.leaseRev > 0 {
+		ops = append(ops, clientv3.OpDelete(leaseKey))
+	}
 
-	if _, ok := h.ledger.Allocations[released.ID]; ok {
+	if _, ok := h.ledger.Allocations[ended.ID]; ok {
 		ledger := cloneLedger(h.ledger)
-		delete(ledger.Allocations, released.ID)
+		delete(ledger.Allocations, ended.ID)
 		ledgerValue, err := encodeLedger(h.id, ledger)
 		if err != nil {
 			return nil, nil, err
@@ -214,80 +297,12 @@ func (f *Fleet) releaseOps(
 	}
 
 	if idemRev > 0 {
-		idemKey := f.ks.Idempotency(released.IdempotencyKey)
+		idemKey := f.ks.Idempotency(ended.IdempotencyKey)
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(idemKey), "=", idemRev))
-		ops = append(ops, clientv3.OpPut(idemKey, released.ID,
+		ops = append(ops, clientv3.OpPut(idemKey, ended.ID,
 			clientv3.WithLease(leaseID)))
 	}
 	return cmps, ops, nil
-}
-
-// Renew moves an active allocation's expiry TTLSeconds past now.
-func (f *Fleet) Renew(ctx context.Context, allocID string) (api.Allocation, error) {
-	if err := checkID("allocation", allocID); err != nil {
-		return api.Allocation{}, err
-	}
-
-	for attempt := 1; attempt <= f.cfg.MaxAttempts; attempt++ {
-		rec, rev, err := f.readAllocation(ctx, OpRenew, allocID)
-		if err != nil {
-			return api.Allocation{}, err
-		}
-		if !isActiveState(rec.State) {
-			return api.Allocation{}, fmt.Errorf("%w: allocation %q is %s; "+
-				"allocate again", service.ErrConflict, allocID, rec.State)
-		}
-		if rec.TTLSeconds == 0 {
-			return api.Allocation{}, fmt.Errorf("%w: allocation %q has no "+
-				"TTL", service.ErrInvalid, allocID)
-		}
-
-		// TODO: nothing enforces ExpiresAt yet; a reaper must free the
-		// ledger entries of expired records with the same compare-and-swap
-		// as Release and mark them expired.
-		renewed := *rec
-		expires := f.now().UTC().Add(time.Duration(rec.TTLSeconds) * time.Second)
-		renewed.ExpiresAt = &expires
-
-		done, err := f.putIfUnchanged(ctx, OpRenew, &renewed, rev)
-		if err != nil || done {
-			return toAPIAllocation(&renewed), err
-		}
-		f.casConflict(OpRenew)
-		if err := pause(ctx, attempt); err != nil {
-			return api.Allocation{}, f.unavailable(OpRenew,
-				fmt.Sprintf("renew allocation %q", allocID), err)
-		}
-	}
-	return api.Allocation{}, fmt.Errorf("%w: renew allocation %q: gave up "+
-		"after %d attempts lost a compare-and-swap race; retry",
-		service.ErrUnavailable, allocID, f.cfg.MaxAttempts)
-}
-
-// putIfUnchanged stores rec if its key is still at rev. It reports false
-// when the compare failed.
-func (f *Fleet) putIfUnchanged(
-	ctx context.Context, op string, rec *keyspace.Allocation, rev int64,
-) (bool, error) {
-	value, err := keyspace.Encode(rec)
-	if err != nil {
-		return false, err
-	}
-	key := f.ks.Allocation(rec.ID)
-
-	callCtx, cancel := f.callContext(ctx)
-	defer cancel()
-	resp, err := f.client.Txn(callCtx).
-		If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
-		Then(clientv3.OpPut(key, value)).Commit()
-	if err != nil {
-		return false, f.unavailable(op, fmt.Sprintf("update allocation %q",
-			rec.ID), err)
-	}
-	if resp.Succeeded {
-		f.waitForRevision(ctx, resp.Header.Revision)
-	}
-	return resp.Succeeded, nil
 }
 
 // readAllocation reads an allocation record and its ModRevision with a
@@ -309,13 +324,9 @@ func (f *Fleet) readAllocation(
 	}
 
 	kv := resp.Kvs[0]
-	rec, err := keyspace.DecodeAllocation(key, kv.Value)
-	if err == nil && rec.ID != allocID {
-		err = fmt.Errorf("id is %q, but the key names %q", rec.ID, allocID)
-	}
+	rec, err := decodeRecord(key, allocID, kv.Value)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: allocation %q: %v; delete the key "+
-			"with etcdctl", service.ErrConflict, allocID, err)
+		return nil, 0, err
 	}
 	return rec, kv.ModRevision, nil
 }

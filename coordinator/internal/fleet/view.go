@@ -17,6 +17,9 @@ type view struct {
 	hosts  map[string]*hostState
 	allocs map[string]allocEntry
 	idem   map[string]idemEntry
+	// leases maps the ID of each allocation whose lease key exists to
+	// that key's etcd lease.
+	leases map[string]leaseEntry
 }
 
 // hostState is the view's record of one host. A document that did not
@@ -49,12 +52,21 @@ type hostState struct {
 	// transitions.
 	health   healthState
 	draining bool
+	// downSince is when this coordinator first saw the host registered
+	// without a status key, on its own clock; zero while the key exists.
+	downSince time.Time
 }
 
 // allocEntry is one allocation record and its ModRevision.
 type allocEntry struct {
 	rec *keyspace.Allocation
 	rev int64
+}
+
+// leaseEntry is one allocation lease key's lease and ModRevision.
+type leaseEntry struct {
+	lease int64
+	rev   int64
 }
 
 // idemEntry is one idempotency key's allocation ID and its ModRevision.
@@ -69,6 +81,7 @@ func newView(ks keyspace.Keyspace) *view {
 		hosts:  make(map[string]*hostState),
 		allocs: make(map[string]allocEntry),
 		idem:   make(map[string]idemEntry),
+		leases: make(map[string]leaseEntry),
 	}
 }
 
@@ -111,6 +124,11 @@ func (v *view) put(kv *mvccpb.KeyValue, now time.Time) (string, error) {
 		return "", v.putAllocation(pk.ID, key, kv)
 	case keyspace.KindIdempotency:
 		return "", v.putIdempotency(key, pk.ID, kv)
+	case keyspace.KindAllocationLease:
+		if old, ok := v.leases[pk.ID]; !ok || kv.ModRevision > old.rev {
+			v.leases[pk.ID] = leaseEntry{lease: kv.Lease, rev: kv.ModRevision}
+		}
+		return "", nil
 	}
 	return "", fmt.Errorf("key %q: %w", key, keyspace.ErrUnknownKey)
 }
@@ -223,6 +241,11 @@ func (v *view) remove(key string, rev int64, now time.Time) string {
 			delete(v.idem, pk.ID)
 		}
 		return ""
+	case keyspace.KindAllocationLease:
+		if e, ok := v.leases[pk.ID]; ok && e.rev < rev {
+			delete(v.leases, pk.ID)
+		}
+		return ""
 	}
 
 	h, ok := v.hosts[pk.ID]
@@ -263,6 +286,7 @@ func (v *view) carryLiveness(old *view, now time.Time) {
 			continue
 		}
 		h.health, h.draining = prev.health, prev.draining
+		h.downSince = prev.downSince
 		switch {
 		case h.statusRev > 0 && h.statusRev == prev.statusRev:
 			h.lastSeenAt = prev.lastSeenAt

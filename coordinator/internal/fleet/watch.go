@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -24,9 +26,25 @@ var errWatchClosed = errors.New("watch channel closed")
 // Run lists the keyspace, then watches it and applies every change to the
 // view until ctx ends. After a watch error, a cancelled watch or a
 // compacted revision it lists again, after a jittered backoff, and
-// resumes from the new list. It returns nil when ctx ends; it is meant to
-// be called once per Fleet.
+// resumes from the new list. Meanwhile it runs the sweep that expires,
+// marks lost, restores and releases allocations (see the package
+// documentation). It returns nil when ctx ends, after the sweep stopped;
+// it is meant to be called once per Fleet.
 func (f *Fleet) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f.runSweep(ctx)
+	}()
+	defer wg.Wait()
+	defer cancel()
+	return f.runWatch(ctx)
+}
+
+// runWatch is Run's list and watch loop.
+func (f *Fleet) runWatch(ctx context.Context) error {
 	backoff := relistBackoffMin
 	for {
 		rev, err := f.list(ctx)
@@ -101,6 +119,7 @@ func (f *Fleet) list(ctx context.Context) (int64, error) {
 	f.syncHostsLocked(hostIDs(next))
 	f.ready = true
 	f.advanceLocked()
+	f.wakeSweep()
 
 	f.log.Info("listed fleet state from etcd", "revision", next.rev,
 		"keys", len(resp.Kvs), "hosts", f.manager.Len())
@@ -207,6 +226,9 @@ func (f *Fleet) applyEvents(events []*clientv3.Event) {
 		case mvccpb.DELETE:
 			hostID = f.view.remove(key, rev, now)
 			delete(f.reported, key)
+			if strings.HasPrefix(key, f.ks.AllocationLeasesPrefix()) {
+				f.wakeSweep()
+			}
 		}
 		if hostID != "" {
 			touched[hostID] = struct{}{}
