@@ -217,16 +217,23 @@ func DecodeHostInfo(key string, data []byte) (*HostInfo, error) {
 	return &info, nil
 }
 
+// Upper bounds of a registration's totals. They are far above any real
+// server and keep every sum over a host's allocations from overflowing.
+const (
+	MaxTotalCPU    = 1 << 20
+	MaxTotalMemory = 1 << 60
+)
+
 // Validate checks the quantities and identities in a registration.
 func (h *HostInfo) Validate() error {
 	if err := ValidID(h.ID); err != nil {
 		return fmt.Errorf("host id: %w", err)
 	}
-	if h.TotalCPU < 0 {
-		return fmt.Errorf("total_cpu is %d, must not be negative", h.TotalCPU)
+	if h.TotalCPU < 0 || h.TotalCPU > MaxTotalCPU {
+		return fmt.Errorf("total_cpu is %d, must be between 0 and %d", h.TotalCPU, MaxTotalCPU)
 	}
-	if h.TotalMemory < 0 {
-		return fmt.Errorf("total_memory is %d, must not be negative", h.TotalMemory)
+	if h.TotalMemory < 0 || h.TotalMemory > MaxTotalMemory {
+		return fmt.Errorf("total_memory is %d, must be between 0 and %d", h.TotalMemory, int64(MaxTotalMemory))
 	}
 	seen := make(map[string]bool, len(h.GPUs))
 	for i, g := range h.GPUs {

@@ -42,6 +42,8 @@ func TestDecodeHostInfoRejectsBadInput(t *testing.T) {
 		{"invalid JSON", `{"id":`, "unexpected EOF"},
 		{"wrong type", `{"id":"h1","total_cpu":"32"}`, "total_cpu"},
 		{"negative cpu", `{"id":"h1","total_cpu":-1}`, "total_cpu is -1"},
+		{"huge cpu", `{"id":"h1","total_cpu":4611686018427387904}`, "between 0 and"},
+		{"huge memory", `{"id":"h1","total_memory":9223372036854775807}`, "between 0 and"},
 		{"negative memory", `{"id":"h1","total_memory":-5}`, "total_memory is -5"},
 		{"missing id", `{"total_cpu":1}`, "ID is empty"},
 		{"duplicate GPU", `{"id":"h1","gpus":[{"uuid":"g"},{"uuid":"g"}]}`, "listed twice"},

@@ -477,5 +477,10 @@ func (f *Fleet) idempotentResult(
 			"request", service.ErrConflict, r.IdempotencyKey, rec.ID,
 			rec.CPU, rec.Memory, len(rec.GPUs))
 	}
+	if rec.Owner != r.Owner {
+		return api.Allocation{}, fmt.Errorf("%w: idempotency key %q "+
+			"belongs to allocation %q of owner %q, not %q; use a new key",
+			service.ErrConflict, r.IdempotencyKey, rec.ID, rec.Owner, r.Owner)
+	}
 	return toAPIAllocation(rec), nil
 }

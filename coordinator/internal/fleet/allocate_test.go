@@ -343,6 +343,12 @@ func TestIdempotencyKey(t *testing.T) {
 	require.ErrorIs(t, err, service.ErrConflict)
 	assert.Contains(t, err.Error(), "use a new key")
 
+	stranger := req
+	stranger.Owner = "bob"
+	_, _, err = f2.Allocate(ctx(t), stranger)
+	require.ErrorIs(t, err, service.ErrConflict)
+	assert.Contains(t, err.Error(), `owner "", not "bob"`)
+
 	// After a release the key keeps pointing to the released record.
 	_, err = f1.Release(ctx(t), a.ID)
 	require.NoError(t, err)

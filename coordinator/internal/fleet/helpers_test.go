@@ -172,6 +172,17 @@ func (e *env) registerHost(t *testing.T, info *keyspace.HostInfo) {
 	e.register(t, info, statusDoc(info), 600)
 }
 
+// putLeased writes key under a new lease of ten minutes, as an agent
+// writes its status.
+func (e *env) putLeased(t *testing.T, key, value string) {
+	t.Helper()
+	ctx := etcdtest.Ctx(t, 10*time.Second)
+	lease, err := e.cli.Grant(ctx, 600)
+	require.NoError(t, err)
+	_, err = e.cli.Put(ctx, key, value, clientv3.WithLease(lease.ID))
+	require.NoError(t, err)
+}
+
 func (e *env) put(t *testing.T, key, value string) int64 {
 	t.Helper()
 	resp, err := e.cli.Put(etcdtest.Ctx(t, 10*time.Second), key, value)

@@ -164,6 +164,13 @@ func (h *hostState) putStatus(
 	h.lostAt = time.Time{}
 
 	st, err := keyspace.DecodeHostStatus(key, kv.Value)
+	if err == nil && kv.Lease == 0 {
+		// Only a live lease proves that an agent is running; a status
+		// written by hand without one would keep the host healthy forever.
+		st, err = nil, fmt.Errorf("%w at %q: the key has no lease, so "+
+			"no agent keeps it alive; delete it or restart the agent",
+			keyspace.ErrInvalidDocument, key)
+	}
 	h.status, h.statusErr = st, err
 	if err == nil {
 		h.agentHeartbeatAt = st.HeartbeatAt

@@ -149,10 +149,15 @@ func TestInvalidKeysAreSkipped(t *testing.T) {
 	// Half of the garbage is listed, half arrives through the watch.
 	i := 0
 	later := map[string]string{}
+	orphan := e.ks.HostStatus("orphan")
 	for k, v := range garbage {
-		if i%2 == 0 {
+		switch {
+		case k == orphan:
+			// A valid status under a live lease, but with no info key.
+			e.putLeased(t, k, v)
+		case i%2 == 0:
 			e.put(t, k, v)
-		} else {
+		default:
 			later[k] = v
 		}
 		i++
@@ -213,6 +218,20 @@ func TestInvalidKeysAreSkipped(t *testing.T) {
 	}
 	assert.Equal(t, 0, countLines(logs, "skipping invalid key", "key="+e.ks.HostInfo("good")+" "))
 	assert.True(t, strings.Contains(logs, "has no info key"))
+}
+
+func TestStatusWithoutLeaseIsUnhealthy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	f := e.startFleet(t, nil)
+	info := hostDoc("nolease", 8, 32, 1)
+	e.put(t, e.ks.HostInfo("nolease"), encode(t, info))
+	e.put(t, e.ks.HostStatus("nolease"), encode(t, statusDoc(info)))
+
+	h := waitHealth(t, f, "nolease", api.HealthUnhealthy, 5*time.Second)
+	assert.Contains(t, h.HealthMessage, "no lease")
+	_, _, err := f.Allocate(ctx(t), api.AllocationRequest{CPU: 1})
+	require.ErrorIs(t, err, service.ErrNoCapacity)
 }
 
 func TestEtcdOutage(t *testing.T) {
