@@ -6,6 +6,7 @@ package etcdconn
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
@@ -98,12 +99,34 @@ func (c *Config) TLS() (*tls.Config, error) {
 			return nil, fmt.Errorf("etcd TLS file: %w", err)
 		}
 	}
+	if err := checkCAFile(c.CACertFile); err != nil {
+		return nil, err
+	}
 	cfg, err := info.ClientConfig()
 	if err != nil {
 		return nil, fmt.Errorf("load etcd TLS files (ca %q, cert %q, key %q): %w",
 			c.CACertFile, c.CertFile, c.KeyFile, err)
 	}
 	return cfg, nil
+}
+
+// checkCAFile rejects a CA bundle without a PEM certificate. etcd's loader
+// accepts such a file and yields an empty pool, so every handshake would
+// fail later with "unknown authority" instead of naming the file.
+func checkCAFile(path string) error {
+	if path == "" {
+		return nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("etcd TLS file: %w", err)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(data) {
+		return fmt.Errorf("invalid --etcd-cacert %q: the file contains no "+
+			"PEM certificate; give the CA bundle that signed etcd's server "+
+			"certificate", path)
+	}
+	return nil
 }
 
 func (c *Config) anyHTTPS() bool {
