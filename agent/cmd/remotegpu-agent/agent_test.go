@@ -302,6 +302,44 @@ func TestBadFlagsExitNonZero(t *testing.T) {
 	}
 }
 
+func TestUsageErrorsExit2(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"nosuchcommand"}, []string{
+			`remotegpu-agent: unknown command "nosuchcommand" for "remotegpu-agent"`,
+			"Run 'remotegpu-agent --help' for usage.",
+		}},
+		{[]string{"version", "extra"}, []string{
+			`unknown command "extra" for "remotegpu-agent version"`,
+			"Run 'remotegpu-agent version --help' for usage.",
+		}},
+		{[]string{"inspect", "--frobnicate"}, []string{
+			"unknown flag: --frobnicate",
+			"Run 'remotegpu-agent inspect --help' for usage.",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			t.Parallel()
+			cmd := exec.Command(agentBin, tt.args...)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+
+			var exitErr *exec.ExitError
+			require.ErrorAs(t, err, &exitErr, "agent must fail")
+			assert.Equal(t, 2, exitErr.ExitCode())
+			assert.Empty(t, stdout.String())
+			for _, want := range tt.want {
+				assert.Contains(t, stderr.String(), want)
+			}
+		})
+	}
+}
+
 // decodeInspection checks inspect's output with the keyspace decoders.
 func decodeInspection(t *testing.T, out []byte) (*keyspace.HostInfo, *keyspace.HostStatus) {
 	t.Helper()

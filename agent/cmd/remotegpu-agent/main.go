@@ -7,14 +7,16 @@
 // "version" prints the version. Every flag can also be set from the
 // environment variable REMOTEGPU_<FLAG>, for example REMOTEGPU_HOST_ID.
 //
-// Exit status: 0 on success and after SIGTERM or SIGINT, 2 for invalid
-// flags, 1 for any other error, including a host ID already registered by
-// a running agent.
+// Exit status: 0 on success and after SIGTERM or SIGINT, 2 for a usage
+// error (an unknown command, or an invalid flag, argument or setting), 1
+// for any other error, including a host ID already registered by a
+// running agent.
 package main
 
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime/debug"
 
@@ -33,16 +35,37 @@ func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
 func main() {
-	err := newRootCommand().Execute()
+	os.Exit(execute(newRootCommand(), os.Stderr))
+}
+
+// execute runs root and returns the exit status, writing any error to
+// stderr. A usage error gets status 2 and a pointer to --help.
+func execute(root *cobra.Command, stderr io.Writer) int {
+	// cobra parses the command line, flags and positional arguments
+	// before it calls PersistentPreRunE, and returns its errors, such as
+	// an unknown command, untyped. An error that comes before the hook
+	// is therefore a usage error.
+	parsed := false
+	preRun := root.PersistentPreRunE
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		parsed = true
+		return preRun(cmd, args)
+	}
+
+	cmd, err := root.ExecuteC()
 	if err == nil {
-		return
+		return 0
 	}
-	fmt.Fprintf(os.Stderr, "remotegpu-agent: %v\n", err)
+	fmt.Fprintf(stderr, "remotegpu-agent: %v\n", err)
 	var usage usageError
-	if errors.As(err, &usage) {
-		os.Exit(2)
+	if parsed && !errors.As(err, &usage) {
+		return 1
 	}
-	os.Exit(1)
+	if cmd == nil {
+		cmd = root
+	}
+	fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	return 2
 }
 
 // agentVersion returns the build-time version, else the module version.

@@ -5,20 +5,52 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/YoungBoyGod/remotegpu/pkg/api"
 	"github.com/YoungBoyGod/remotegpu/pkg/client"
 )
 
+// placementOptions are the flags that describe what a request needs and
+// how to place it, shared by allocate and select.
+type placementOptions struct {
+	cpu          int
+	memory       byteSize
+	gpu          int
+	gpuModel     string
+	minGPUMemory byteSize
+	labels       map[string]string
+	strategy     string
+}
+
+func (p *placementOptions) addFlags(fs *pflag.FlagSet) {
+	fs.IntVar(&p.cpu, "cpu", 0, "CPU cores")
+	fs.Var(&p.memory, "memory", "memory in bytes, or with a unit such as 16GiB")
+	fs.IntVar(&p.gpu, "gpu", 0, "number of GPUs")
+	fs.StringVar(&p.gpuModel, "gpu-model", "",
+		"only GPUs whose name contains this, ignoring case (e.g. A100)")
+	fs.Var(&p.minGPUMemory, "min-gpu-memory", "minimum memory of each GPU, e.g. 40GiB")
+	fs.StringToStringVar(&p.labels, "label", nil,
+		"host label that must match, as key=value; repeat for several")
+	fs.StringVar(&p.strategy, "strategy", "",
+		"placement strategy: least_used (default), most_free, bin_pack, round_robin or random")
+}
+
+func (p *placementOptions) request() api.AllocationRequest {
+	return api.AllocationRequest{
+		CPU:          p.cpu,
+		Memory:       int64(p.memory),
+		GPU:          p.gpu,
+		GPUModel:     p.gpuModel,
+		MinGPUMemory: int64(p.minGPUMemory),
+		Labels:       p.labels,
+		Strategy:     p.strategy,
+	}
+}
+
 // allocateOptions are the flags of the allocate command.
 type allocateOptions struct {
-	cpu            int
-	memory         byteSize
-	gpu            int
-	gpuModel       string
-	minGPUMemory   byteSize
-	labels         map[string]string
-	strategy       string
+	placementOptions
 	owner          string
 	idempotencyKey string
 	ttl            time.Duration
@@ -30,7 +62,7 @@ func newAllocateCommand() *cobra.Command {
 		cobra.NoArgs, func(cl *call) error {
 			req, err := a.request()
 			if err != nil {
-				return err
+				return usageError{err}
 			}
 			alloc, created, err := cl.client.Allocate(cl.ctx, req)
 			if err != nil {
@@ -46,16 +78,7 @@ func newAllocateCommand() *cobra.Command {
 		"Release it with \"remotegpu-coordinator release ID\"."
 
 	fs := cmd.Flags()
-	fs.IntVar(&a.cpu, "cpu", 0, "CPU cores")
-	fs.Var(&a.memory, "memory", "memory in bytes, or with a unit such as 16GiB")
-	fs.IntVar(&a.gpu, "gpu", 0, "number of GPUs")
-	fs.StringVar(&a.gpuModel, "gpu-model", "",
-		"only GPUs whose name contains this, ignoring case (e.g. A100)")
-	fs.Var(&a.minGPUMemory, "min-gpu-memory", "minimum memory of each GPU, e.g. 40GiB")
-	fs.StringToStringVar(&a.labels, "label", nil,
-		"host label that must match, as key=value; repeat for several")
-	fs.StringVar(&a.strategy, "strategy", "",
-		"placement strategy: least_used (default), most_free, bin_pack, round_robin or random")
+	a.placementOptions.addFlags(fs)
 	fs.StringVar(&a.owner, "owner", "", "who the allocation is for, shown in listings")
 	fs.StringVar(&a.idempotencyKey, "idempotency-key", "",
 		"key that makes retries of this request return the same allocation")
@@ -69,18 +92,34 @@ func (a *allocateOptions) request() (api.AllocationRequest, error) {
 		return api.AllocationRequest{}, fmt.Errorf(
 			"invalid --ttl %s: use whole seconds, e.g. 90s or 30m", a.ttl)
 	}
-	return api.AllocationRequest{
-		CPU:            a.cpu,
-		Memory:         int64(a.memory),
-		GPU:            a.gpu,
-		GPUModel:       a.gpuModel,
-		MinGPUMemory:   int64(a.minGPUMemory),
-		Labels:         a.labels,
-		Strategy:       a.strategy,
-		Owner:          a.owner,
-		IdempotencyKey: a.idempotencyKey,
-		TTLSeconds:     int64(a.ttl / time.Second),
-	}, nil
+	req := a.placementOptions.request()
+	req.Owner = a.owner
+	req.IdempotencyKey = a.idempotencyKey
+	req.TTLSeconds = int64(a.ttl / time.Second)
+	return req, nil
+}
+
+func newSelectCommand() *cobra.Command {
+	p := &placementOptions{}
+	cmd := clientCommand("select", "Show where a request would be placed, without allocating",
+		cobra.NoArgs, func(cl *call) error {
+			req := p.request()
+			sel, err := cl.client.Select(cl.ctx, req)
+			if err != nil {
+				return err
+			}
+			if cl.opts.json {
+				sel.GPUs = nonNil(sel.GPUs)
+				return printJSON(cl.out, sel)
+			}
+			return writeSelection(cl.out, req, sel)
+		})
+	cmd.Long = "select asks the coordinator which host and GPUs it would pick for a " +
+		"request, as a dry run: nothing is allocated, and a later allocate with " +
+		"the same flags may land elsewhere if the fleet changes in between. It " +
+		"fails like allocate when no host can take the request."
+	p.addFlags(cmd.Flags())
+	return cmd
 }
 
 func newAllocationsCommand() *cobra.Command {

@@ -3,8 +3,10 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/YoungBoyGod/remotegpu/pkg/api"
 	"github.com/YoungBoyGod/remotegpu/pkg/client"
+	"github.com/YoungBoyGod/remotegpu/pkg/cliutil"
 	"github.com/YoungBoyGod/remotegpu/pkg/version"
 )
 
@@ -45,7 +48,35 @@ func (o *clientOptions) client() (*client.Client, error) {
 	opts := append([]client.Option{client.WithTimeout(o.timeout),
 		client.WithUserAgent("remotegpu-coordinator/" + version.Version)},
 		security...)
-	return client.New(o.addr, opts...)
+	c, err := client.New(o.addr, opts...)
+	if err != nil {
+		// client.New only rejects an invalid --addr or --timeout.
+		return nil, usageError{err}
+	}
+	return c, nil
+}
+
+// explainUnreachable adds the coordinator's address and what to check to
+// an error from a coordinator that could not be reached at all. Other
+// errors, such as the API's error responses, are returned unchanged.
+func (o *clientOptions) explainUnreachable(err error) error {
+	var apiErr *client.APIError
+	if err == nil || errors.As(err, &apiErr) || !isConnectionError(err) {
+		return err
+	}
+	return fmt.Errorf("cannot reach the coordinator at %s: %w; check that "+
+		"\"remotegpu-coordinator serve\" runs there, or set --addr or %s to its URL",
+		o.addr, err, cliutil.EnvName("addr"))
+}
+
+// isConnectionError reports whether err comes from dialing or from a
+// request that timed out, as opposed to, say, a TLS certificate error.
+func isConnectionError(err error) bool {
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	var netErr net.Error
+	return errors.As(err, &opErr) || errors.As(err, &dnsErr) ||
+		(errors.As(err, &netErr) && netErr.Timeout())
 }
 
 // call contains the inputs of a client command's run function.
@@ -70,9 +101,10 @@ func clientCommand(use, short string, args cobra.PositionalArgs,
 			if err != nil {
 				return err
 			}
-			return run(&call{
+			err = run(&call{
 				ctx: cmd.Context(), client: c, opts: o, out: cmd.OutOrStdout(), args: args,
 			})
+			return o.explainUnreachable(err)
 		},
 	}
 	o.addFlags(cmd.Flags())
@@ -86,6 +118,14 @@ func clientCommands() []*cobra.Command {
 		cobra.ExactArgs(1), runHost)
 	release := clientCommand("release ID", "Release an allocation",
 		cobra.ExactArgs(1), runRelease)
+	renew := clientCommand("renew ID",
+		"Push an allocation's expiry its TTL into the future",
+		cobra.ExactArgs(1), runRenew)
+	renew.Long = "renew extends an allocation that was created with a TTL (allocate " +
+		"--ttl, or the coordinator's --default-allocation-ttl): it moves the " +
+		"expiry the allocation's own TTL past now. The TTL itself is fixed when " +
+		"the allocation is created. An allocation without a TTL cannot be " +
+		"renewed, and one that already expired must be requested again."
 	drain := clientCommand("drain ID", "Stop new allocations on a host; existing ones stay",
 		cobra.ExactArgs(1), runDrain)
 	undrain := clientCommand("undrain ID", "Let a drained host take new allocations",
@@ -94,8 +134,8 @@ func clientCommands() []*cobra.Command {
 		"Forget a host that is gone for good (it must be down and hold no allocations)",
 		cobra.ExactArgs(1), runRemoveHost)
 	return []*cobra.Command{
-		hosts, host, newAllocateCommand(), release, newAllocationsCommand(),
-		drain, undrain, remove,
+		hosts, host, newSelectCommand(), newAllocateCommand(), release, renew,
+		newAllocationsCommand(), drain, undrain, remove,
 	}
 }
 
@@ -142,6 +182,17 @@ func runRelease(cl *call) error {
 	}
 	_, err = fmt.Fprintf(cl.out, "released allocation %s on host %s\n", a.ID, a.HostID)
 	return err
+}
+
+func runRenew(cl *call) error {
+	a, err := cl.client.Renew(cl.ctx, cl.args[0])
+	if err != nil {
+		return err
+	}
+	if cl.opts.json {
+		return printJSON(cl.out, a)
+	}
+	return writeRenewal(cl.out, a, cl.opts.now())
 }
 
 func runDrain(cl *call) error {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,11 +64,19 @@ func (f *apiFixture) runOK(t *testing.T, args ...string) string {
 	return stdout
 }
 
-// runFail runs a command that must fail and returns its stderr.
+// runFail runs a command that must fail with exit code 1 and returns its
+// stderr.
 func (f *apiFixture) runFail(t *testing.T, args ...string) string {
 	t.Helper()
+	return f.runFailCode(t, 1, args...)
+}
+
+// runFailCode runs a command that must fail with the given exit code and
+// returns its stderr.
+func (f *apiFixture) runFailCode(t *testing.T, wantCode int, args ...string) string {
+	t.Helper()
 	code, stdout, stderr := run(t, append(args, "--addr", f.addr)...)
-	require.Equal(t, 1, code, "stdout: %s", stdout)
+	require.Equal(t, wantCode, code, "stdout: %s\nstderr: %s", stdout, stderr)
 	assert.Empty(t, stdout)
 	require.NotEmpty(t, stderr)
 	return stderr
@@ -134,24 +143,29 @@ func TestAllocateAndReleaseCommands(t *testing.T) {
 func TestAllocateErrors(t *testing.T) {
 	t.Parallel()
 	f := newAPIFixture(t)
+	// Exit code 2 marks a usage error found before any request is sent,
+	// and 1 an error response of the API.
 	cases := []struct {
 		args []string
+		code int
 		want string
 	}{
-		{[]string{"allocate", "--gpu", "9"}, "no capacity: no host has 0 CPUs, 0 bytes of memory and 9 GPUs free (HTTP 409)"},
-		{[]string{"allocate"}, "asks for nothing"},
-		{[]string{"allocate", "--gpu", "1", "--strategy", "fast"}, `unknown strategy "fast"; use one of least_used`},
-		{[]string{"allocate", "--gpu", "-1"}, `field "gpu" is -1`},
-		{[]string{"allocate", "--memory", "16G"}, `invalid argument "16G" for "--memory" flag`},
-		{[]string{"allocate", "--gpu", "1", "--ttl", "1500ms"}, "invalid --ttl 1.5s: use whole seconds"},
-		{[]string{"allocate", "--label", "zone"}, `"zone" for "--label" flag`},
-		{[]string{"allocations", "--state", "stopped"}, `query parameter state is "stopped"`},
-		{[]string{"release", "alloc-9"}, `allocation "alloc-9"`},
-		{[]string{"release"}, "accepts 1 arg(s), received 0"},
-		{[]string{"remove-host", "gpu-1"}, `host "gpu-1" is healthy`},
+		{[]string{"allocate", "--gpu", "9"}, 1, "no capacity: no host has 0 CPUs, 0 bytes of memory and 9 GPUs free (HTTP 409)"},
+		{[]string{"allocate"}, 1, "asks for nothing"},
+		{[]string{"allocate", "--gpu", "1", "--strategy", "fast"}, 1, `unknown strategy "fast"; use one of least_used`},
+		{[]string{"allocate", "--gpu", "-1"}, 1, `field "gpu" is -1`},
+		{[]string{"allocate", "--gpu", "1", "--owner", strings.Repeat("o", 257)}, 1,
+			`field "owner" is 257 bytes long, more than the maximum of 256 bytes`},
+		{[]string{"allocate", "--memory", "16G"}, 2, `invalid argument "16G" for "--memory" flag`},
+		{[]string{"allocate", "--gpu", "1", "--ttl", "1500ms"}, 2, "invalid --ttl 1.5s: use whole seconds"},
+		{[]string{"allocate", "--label", "zone"}, 2, `"zone" for "--label" flag`},
+		{[]string{"allocations", "--state", "stopped"}, 1, `query parameter state is "stopped"`},
+		{[]string{"release", "alloc-9"}, 1, `allocation "alloc-9"`},
+		{[]string{"release"}, 2, "accepts 1 arg(s), received 0"},
+		{[]string{"remove-host", "gpu-1"}, 1, `host "gpu-1" is healthy`},
 	}
 	for _, tc := range cases {
-		stderr := f.runFail(t, tc.args...)
+		stderr := f.runFailCode(t, tc.code, tc.args...)
 		assert.Contains(t, stderr, tc.want, "args %v", tc.args)
 	}
 	assert.Zero(t, f.fleet.Calls("Release")-1, "only the one valid release reached the fleet")
@@ -179,12 +193,22 @@ func TestUnreachableCoordinator(t *testing.T) {
 	t.Parallel()
 	code, _, stderr := run(t, "hosts", "--addr", "http://127.0.0.1:1", "--timeout", "2s")
 	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "cannot reach the coordinator at http://127.0.0.1:1: ")
 	assert.Contains(t, stderr, "unavailable: GET /v1/hosts")
 	assert.Contains(t, stderr, "connection refused")
+	assert.Contains(t, stderr, `check that "remotegpu-coordinator serve" runs there, `+
+		"or set --addr or REMOTEGPU_ADDR to its URL")
 
 	code, _, stderr = run(t, "hosts", "--addr", "127.0.0.1:8080")
-	assert.Equal(t, 1, code)
+	assert.Equal(t, 2, code, "an invalid --addr is a usage error")
 	assert.Contains(t, stderr, `invalid coordinator address "127.0.0.1:8080"`)
+}
+
+func TestAPIErrorIsNotUnreachable(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+	stderr := f.runFail(t, "host", "gpu-9")
+	assert.NotContains(t, stderr, "cannot reach", "the coordinator answered")
 }
 
 func TestAddrFromEnvironment(t *testing.T) {
@@ -205,13 +229,89 @@ func TestAddrFromEnvironment(t *testing.T) {
 
 	t.Setenv("REMOTEGPU_TIMEOUT", "soon")
 	code, _, stderr = run(t, "hosts")
-	assert.Equal(t, 1, code)
+	assert.Equal(t, 2, code)
 	assert.Contains(t, stderr, `invalid REMOTEGPU_TIMEOUT="soon"`)
 }
 
-func TestVersionFlag(t *testing.T) {
+func TestUnknownCommandIsUsageError(t *testing.T) {
 	t.Parallel()
-	code, stdout, _ := run(t, "--version")
-	assert.Equal(t, 0, code)
-	assert.Regexp(t, `^remotegpu-coordinator \S+\n$`, stdout)
+	code, stdout, stderr := run(t, "nosuchcommand")
+	assert.Equal(t, 2, code)
+	assert.Empty(t, stdout)
+	assert.Contains(t, stderr, `unknown command "nosuchcommand" for "remotegpu-coordinator"`)
+	assert.Contains(t, stderr, "Run 'remotegpu-coordinator --help' for usage.")
+
+	code, _, stderr = run(t, "hosts", "--frobnicate")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "unknown flag: --frobnicate")
+	assert.Contains(t, stderr, "Run 'remotegpu-coordinator hosts --help' for usage.")
+
+	code, stdout, _ = run(t)
+	assert.Equal(t, 0, code, "no command prints the help")
+	assert.Contains(t, stdout, "Available Commands:")
+}
+
+func TestRenewCommand(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+	f.runOK(t, "allocate", "--gpu", "1", "--ttl", "10m")
+
+	out := f.runOK(t, "renew", "alloc-1")
+	assert.Regexp(t, `^renewed allocation alloc-1 on host gpu-1; it expires at \S+ \(in 10m0s\)\n$`, out)
+
+	var a api.Allocation
+	require.NoError(t, json.Unmarshal([]byte(f.runOK(t, "renew", "alloc-1", "--json")), &a))
+	assert.Equal(t, "alloc-1", a.ID)
+	require.NotNil(t, a.ExpiresAt)
+	assert.WithinDuration(t, time.Now().Add(10*time.Minute), *a.ExpiresAt, time.Minute)
+	assert.Equal(t, 2, f.fleet.Calls("Renew"))
+
+	stderr := f.runFail(t, "renew", "alloc-9")
+	assert.Contains(t, stderr, `allocation "alloc-9"`)
+	assert.Contains(t, stderr, "HTTP 404")
+
+	f.runOK(t, "release", "alloc-1")
+	stderr = f.runFail(t, "renew", "alloc-1")
+	assert.Contains(t, stderr, `allocation "alloc-1" is released`)
+
+	stderr = f.runFailCode(t, 2, "renew")
+	assert.Contains(t, stderr, "accepts 1 arg(s), received 0")
+	stderr = f.runFailCode(t, 2, "renew", "alloc-1", "--ttl", "10m")
+	assert.Contains(t, stderr, "unknown flag: --ttl", "the API renews by the allocation's own TTL")
+}
+
+func TestSelectCommand(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+
+	out := f.runOK(t, "select", "--cpu", "1", "--memory", "16GiB", "--gpu", "1",
+		"--strategy", "bin_pack", "--label", "zone=a")
+	assert.Contains(t, out, "Host gpu-1 (10.0.0.1) would take 1 CPU, 16.0 GiB of memory "+
+		"and 1 GPU; nothing was allocated.\n")
+	assert.Regexp(t, `(?m)^0\s+GPU-gpu-1-0$`, out)
+
+	out = f.runOK(t, "select", "--cpu", "2", "--gpu", "2")
+	assert.Contains(t, out, "would take 2 CPUs, 0.0 GiB of memory and 2 GPUs;")
+
+	out = f.runOK(t, "select", "--cpu", "2")
+	assert.Contains(t, out, "and 0 GPUs; nothing was allocated.\n")
+	assert.NotContains(t, out, "INDEX", "no GPU table without GPUs")
+
+	var sel api.Selection
+	require.NoError(t, json.Unmarshal([]byte(f.runOK(t, "select", "--gpu", "2", "--json")), &sel))
+	assert.Equal(t, "gpu-1", sel.Host.ID)
+	assert.Len(t, sel.GPUs, 2)
+
+	assert.Zero(t, f.fleet.Calls("Allocate"), "select must not allocate")
+	list := f.runOK(t, "allocations")
+	assert.NotContains(t, list, "alloc-")
+
+	stderr := f.runFail(t, "select", "--gpu", "9")
+	assert.Contains(t, stderr, "no capacity")
+	stderr = f.runFail(t, "select", "--gpu", "1", "--strategy", "fast")
+	assert.Contains(t, stderr, `unknown strategy "fast"`)
+	stderr = f.runFailCode(t, 2, "select", "--memory", "lots")
+	assert.Contains(t, stderr, `invalid argument "lots" for "--memory" flag`)
+	stderr = f.runFailCode(t, 2, "select", "gpu-1")
+	assert.Contains(t, stderr, `unknown command "gpu-1" for "remotegpu-coordinator select"`)
 }

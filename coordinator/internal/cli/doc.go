@@ -6,5 +6,7 @@
 // Every flag can also be set from its REMOTEGPU_<FLAG> environment
 // variable; a flag on the command line wins. Client commands print
 // human-readable text, or the API's JSON documents with --json, and exit
-// non-zero with the API's message when a call fails.
+// with status 1 and the API's message when a call fails. A usage error
+// (an unknown command, or an invalid flag, argument or variable) exits
+// with status 2, in every command.
 package cli

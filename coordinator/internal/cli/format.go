@@ -188,3 +188,41 @@ func expires(t *time.Time, now time.Time) string {
 	}
 	return "in " + d.String()
 }
+
+// plural writes n with the singular noun for 1 and the plural otherwise:
+// "1 GPU", "0 GPUs", "2 GPUs".
+func plural(n int, singular, pluralForm string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, singular)
+	}
+	return fmt.Sprintf("%d %s", n, pluralForm)
+}
+
+// writeSelection prints where the select dry run would place req.
+func writeSelection(out io.Writer, req api.AllocationRequest, sel api.Selection) error {
+	h := sel.Host
+	_, err := fmt.Fprintf(out, "Host %s (%s) would take %s, %s GiB of memory and %s; "+
+		"nothing was allocated.\n", h.ID, orDash(h.IPAddress),
+		plural(req.CPU, "CPU", "CPUs"), gib(req.Memory), plural(len(sel.GPUs), "GPU", "GPUs"))
+	if err != nil || len(sel.GPUs) == 0 {
+		return err
+	}
+	tw := newTable(out)
+	fmt.Fprintln(tw, "INDEX\tUUID")
+	for _, g := range sel.GPUs {
+		fmt.Fprintf(tw, "%d\t%s\n", g.Index, g.UUID)
+	}
+	return tw.Flush()
+}
+
+// writeRenewal prints a renewed allocation's new expiry.
+func writeRenewal(out io.Writer, a api.Allocation, now time.Time) error {
+	if a.ExpiresAt == nil {
+		_, err := fmt.Fprintf(out, "renewed allocation %s on host %s; it has no expiry\n",
+			a.ID, a.HostID)
+		return err
+	}
+	_, err := fmt.Fprintf(out, "renewed allocation %s on host %s; it expires at %s (%s)\n",
+		a.ID, a.HostID, a.ExpiresAt.Format(time.RFC3339), expires(a.ExpiresAt, now))
+	return err
+}

@@ -87,3 +87,35 @@ func TestAllocationOutput(t *testing.T) {
 		"alloc-1  gpu-1  alice  active  4    16.0          2     1m ago   in 1m30s\n"
 	assert.Equal(t, want, out.String())
 }
+
+func TestPlural(t *testing.T) {
+	t.Parallel()
+	assert.Equal(t, "0 hosts", plural(0, "host", "hosts"))
+	assert.Equal(t, "1 host", plural(1, "host", "hosts"))
+	assert.Equal(t, "2 hosts", plural(2, "host", "hosts"))
+	assert.Equal(t, "-1 hosts", plural(-1, "host", "hosts"))
+}
+
+func TestVersionFlag(t *testing.T) {
+	t.Parallel()
+	code, stdout, _ := run(t, "--version")
+	assert.Equal(t, 0, code)
+	assert.Regexp(t, `^remotegpu-coordinator \S+\n$`, stdout)
+}
+
+func TestRenewalOutput(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	exp := now.Add(90 * time.Second)
+	a := api.Allocation{ID: "alloc-1", HostID: "gpu-1", ExpiresAt: &exp}
+
+	var out bytes.Buffer
+	require.NoError(t, writeRenewal(&out, a, now))
+	assert.Equal(t, "renewed allocation alloc-1 on host gpu-1; it expires at "+
+		"2026-01-02T03:05:35Z (in 1m30s)\n", out.String())
+
+	out.Reset()
+	a.ExpiresAt = nil
+	require.NoError(t, writeRenewal(&out, a, now))
+	assert.Equal(t, "renewed allocation alloc-1 on host gpu-1; it has no expiry\n", out.String())
+}

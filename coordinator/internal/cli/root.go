@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -13,17 +15,45 @@ import (
 )
 
 // Main runs the command line with args (without the program name) and
-// returns the process exit code: 0 on success, 1 on any error, whose
-// message goes to stderr.
+// returns the process exit code: 0 on success, 2 for a usage error (an
+// unknown command, or an invalid flag, argument or environment variable)
+// and 1 for any other error. The error message goes to stderr.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := NewRootCommand(stdout, stderr)
 	root.SetArgs(args)
-	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintf(stderr, "Error: %v\n", err)
+
+	// cobra parses the command line, flags and positional arguments
+	// before it calls PersistentPreRunE, and returns its errors untyped.
+	// An error that comes before the hook is therefore a usage error.
+	parsed := false
+	preRun := root.PersistentPreRunE
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		parsed = true
+		return preRun(cmd, args)
+	}
+
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "Error: %v\n", err)
+	var usage usageError
+	if parsed && !errors.As(err, &usage) {
 		return 1
 	}
-	return 0
+	if cmd == nil {
+		cmd = root
+	}
+	fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	return 2
 }
+
+// usageError marks an invalid flag, argument or setting, for which Main
+// returns exit code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
 
 // NewRootCommand returns the remotegpu-coordinator command with all its
 // subcommands, writing to stdout and stderr.
@@ -40,7 +70,10 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return cliutil.ApplyEnv(envFlags(cmd.Flags()), nil)
+			if err := applyEnv(envFlags(cmd.Flags())); err != nil {
+				return usageError{err}
+			}
+			return nil
 		},
 	}
 	root.SetOut(stdout)
@@ -62,4 +95,45 @@ func envFlags(fs *pflag.FlagSet) *pflag.FlagSet {
 		}
 	})
 	return out
+}
+
+// envSource is the flag annotation that names the environment variable
+// a flag's value came from.
+const envSource = "remotegpu-env-source"
+
+// applyEnv sets the flags of fs that the command line left unset from
+// their REMOTEGPU_* environment variables, and annotates each flag it set
+// with envSource so that error messages can name the variable.
+func applyEnv(fs *pflag.FlagSet) error {
+	onCommandLine := map[string]bool{}
+	fs.VisitAll(func(f *pflag.Flag) { onCommandLine[f.Name] = f.Changed })
+	if err := cliutil.ApplyEnv(fs, nil); err != nil {
+		return err
+	}
+	// cliutil.ApplyEnv sets a flag from the environment exactly when the
+	// command line left it unset and its variable exists. It does not mark
+	// list flags as changed, so the variable is looked up here again.
+	fs.VisitAll(func(f *pflag.Flag) {
+		name := cliutil.EnvName(f.Name)
+		if _, set := os.LookupEnv(name); set && !onCommandLine[f.Name] {
+			_ = fs.SetAnnotation(f.Name, envSource, []string{name})
+		}
+	})
+	return nil
+}
+
+// flagSource names a flag for an error message: "--data-dir", or
+// "--data-dir (set by REMOTEGPU_DATA_DIR)" when the environment set it.
+func flagSource(fs *pflag.FlagSet, name string) string {
+	return "--" + name + envNote(fs, name)
+}
+
+// envNote returns " (set by REMOTEGPU_<FLAG>)" when the environment set
+// the flag, and "" otherwise.
+func envNote(fs *pflag.FlagSet, name string) string {
+	f := fs.Lookup(name)
+	if f == nil || len(f.Annotations[envSource]) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (set by %s)", f.Annotations[envSource][0])
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,11 +64,11 @@ func newServeCommand() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.validate(cmd.Flags()); err != nil {
-				return err
+				return usageError{err}
 			}
 			logger, err := o.log.NewLogger(cmd.ErrOrStderr())
 			if err != nil {
-				return err
+				return usageError{err}
 			}
 			return runServe(cmd.Context(), o, logger)
 		},
@@ -118,11 +119,8 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 
 // validate checks the flags without touching the network or disk.
 func (o *serveOptions) validate(fs *pflag.FlagSet) error {
-	if o.listen == "" {
-		return errors.New("--listen is empty: give host:port, e.g. 127.0.0.1:8080")
-	}
-	if _, _, err := net.SplitHostPort(o.listen); err != nil {
-		return fmt.Errorf("invalid --listen %q: use host:port, e.g. 127.0.0.1:8080", o.listen)
+	if err := o.validateListen(fs); err != nil {
+		return err
 	}
 	if err := keyspace.ValidatePrefix(o.prefix); err != nil {
 		return fmt.Errorf("--prefix: %w", err)
@@ -153,6 +151,26 @@ func (o *serveOptions) validate(fs *pflag.FlagSet) error {
 	return o.validateEtcd(fs)
 }
 
+// validateListen checks that --listen is host:port with a port number
+// from 0 to 65535, where 0 picks a free port.
+func (o *serveOptions) validateListen(fs *pflag.FlagSet) error {
+	if o.listen == "" {
+		return fmt.Errorf("%s is empty: give host:port, e.g. 127.0.0.1:8080",
+			flagSource(fs, "listen"))
+	}
+	note := envNote(fs, "listen")
+	_, port, err := net.SplitHostPort(o.listen)
+	if err != nil {
+		return fmt.Errorf("invalid --listen %q%s: use host:port, e.g. 127.0.0.1:8080",
+			o.listen, note)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("invalid --listen %q%s: port %q is not a number from 0 to 65535; "+
+			"use host:port, e.g. 127.0.0.1:8080", o.listen, note, port)
+	}
+	return nil
+}
+
 func (o *serveOptions) validateEtcd(fs *pflag.FlagSet) error {
 	if len(o.etcd.Endpoints) == 0 {
 		if o.dataDir == "" {
@@ -167,19 +185,29 @@ func (o *serveOptions) validateEtcd(fs *pflag.FlagSet) error {
 	var set []string
 	for _, name := range embeddedOnlyFlags {
 		if f := fs.Lookup(name); f != nil && f.Changed {
-			set = append(set, "--"+name)
+			set = append(set, flagSource(fs, name))
 		}
 	}
-	if len(set) > 0 {
-		return fmt.Errorf("%s only apply to the embedded etcd, which --etcd-endpoints "+
-			"turns off; drop one or the other", strings.Join(set, ", "))
+	switch len(set) {
+	case 0:
+		return nil
+	case 1:
+		return fmt.Errorf("%s applies only to the embedded etcd, which %s turns off; "+
+			"unset one of the two", set[0], flagSource(fs, "etcd-endpoints"))
+	default:
+		return fmt.Errorf("%s apply only to the embedded etcd, which %s turns off; "+
+			"unset those or --etcd-endpoints", strings.Join(set, ", "),
+			flagSource(fs, "etcd-endpoints"))
 	}
-	return nil
 }
 
-// defaultDataDir is /var/lib/remotegpu for root and the XDG state folder
-// otherwise.
+// defaultDataDir is the first folder of $STATE_DIRECTORY, which systemd
+// sets for a unit with StateDirectory=; else /var/lib/remotegpu for root
+// and the XDG state folder for other users.
 func defaultDataDir() string {
+	if dir, _, _ := strings.Cut(os.Getenv("STATE_DIRECTORY"), ":"); filepath.IsAbs(dir) {
+		return dir
+	}
 	if os.Geteuid() == 0 {
 		return "/var/lib/remotegpu"
 	}

@@ -30,7 +30,7 @@ func TestServeLifetimeFlagErrors(t *testing.T) {
 	for _, tc := range cases {
 		args := append([]string{"serve", "--data-dir", dir}, tc.args...)
 		code, stdout, stderr := run(t, args...)
-		assert.Equal(t, 1, code, "args %v", tc.args)
+		assert.Equal(t, 2, code, "args %v", tc.args)
 		assert.Empty(t, stdout)
 		assert.Contains(t, stderr, tc.want, "args %v", tc.args)
 	}

@@ -142,19 +142,23 @@ func TestServeSecurityFlagErrors(t *testing.T) {
 	cases := map[string]struct {
 		args []string
 		want string
+		code int
 	}{
 		"certificate without key": {
 			args: []string{"--tls-cert-file", "/nonexistent.pem"},
 			want: "--tls-cert-file and --tls-key-file go together",
+			code: 2,
 		},
 		"missing certificate": {
 			args: []string{"--tls-cert-file", filepath.Join(dir, "none.pem"),
 				"--tls-key-file", filepath.Join(dir, "none-key.pem")},
 			want: "load --tls-cert-file",
+			code: 1,
 		},
 		"short token": {
 			args: []string{"--auth-token-file", short},
 			want: "--auth-token-file: invalid token",
+			code: 1,
 		},
 	}
 	for name, tc := range cases {
@@ -163,7 +167,7 @@ func TestServeSecurityFlagErrors(t *testing.T) {
 			args := append([]string{"serve", "--listen", listen,
 				"--data-dir", dataDir}, tc.args...)
 			code, _, stderr := run(t, args...)
-			assert.Equal(t, 1, code)
+			assert.Equal(t, tc.code, code)
 			assert.Contains(t, stderr, tc.want)
 			assert.NoDirExists(t, dataDir, "flags are checked before etcd starts")
 		})

@@ -39,20 +39,83 @@ func TestServeFlagErrors(t *testing.T) {
 		{[]string{"--listen", ""}, "--listen is empty"},
 		{[]string{"--log-level", "loud"}, `invalid --log-level "loud"`},
 		{[]string{"--etcd-endpoints", "http://127.0.0.1:1", "--etcd-listen-client", "http://127.0.0.1:2"},
-			"--data-dir, --etcd-listen-client only apply to the embedded etcd"},
+			"--data-dir, --etcd-listen-client apply only to the embedded etcd, which --etcd-endpoints turns off"},
+		{[]string{"--etcd-endpoints", "http://127.0.0.1:1"},
+			"--data-dir applies only to the embedded etcd, which --etcd-endpoints turns off; unset one of the two"},
+		{[]string{"--listen", ":99999"}, `invalid --listen ":99999": port "99999" is not a number from 0 to 65535`},
+		{[]string{"--listen", "127.0.0.1:-1"}, `port "-1" is not a number`},
+		{[]string{"--listen", "127.0.0.1:http"}, `port "http" is not a number`},
+		{[]string{"--listen", "127.0.0.1:"}, `port "" is not a number`},
+		{[]string{"--listen", "[::1"}, `invalid --listen "[::1": use host:port`},
 		{[]string{"--etcd-endpoints", "127.0.0.1:2379"}, `invalid etcd endpoint "127.0.0.1:2379"`},
 		{[]string{"extra"}, `unknown command "extra"`},
 	}
 	for _, tc := range cases {
 		args := append([]string{"serve", "--data-dir", dir}, tc.args...)
 		code, stdout, stderr := run(t, args...)
-		assert.Equal(t, 1, code, "args %v", tc.args)
+		assert.Equal(t, 2, code, "args %v", tc.args)
 		assert.Empty(t, stdout)
 		assert.Contains(t, stderr, tc.want, "args %v", tc.args)
+		assert.Contains(t, stderr, "Run 'remotegpu-coordinator serve --help' for usage.", "args %v", tc.args)
 	}
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	assert.Empty(t, entries, "no bad flag may touch the data dir")
+}
+
+func TestEmbeddedFlagConflictNamesEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("REMOTEGPU_DATA_DIR", dir)
+	t.Setenv("REMOTEGPU_ETCD_ENDPOINTS", "http://127.0.0.1:1")
+
+	code, _, stderr := run(t, "serve")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "--data-dir (set by REMOTEGPU_DATA_DIR) applies only to the "+
+		"embedded etcd, which --etcd-endpoints (set by REMOTEGPU_ETCD_ENDPOINTS) turns off; "+
+		"unset one of the two")
+
+	// A flag on the command line is named without a variable.
+	code, _, stderr = run(t, "serve", "--data-dir", dir)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "--data-dir applies only to the embedded etcd, which "+
+		"--etcd-endpoints (set by REMOTEGPU_ETCD_ENDPOINTS) turns off")
+
+	t.Setenv("REMOTEGPU_LISTEN", ":99999")
+	code, _, stderr = run(t, "serve", "--etcd-endpoints", "http://127.0.0.1:1")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, `invalid --listen ":99999" (set by REMOTEGPU_LISTEN): port "99999"`)
+}
+
+func TestDataDirDefaultsToStateDirectory(t *testing.T) {
+	t.Setenv("STATE_DIRECTORY", "/var/lib/remotegpu:/var/lib/other")
+	assert.Equal(t, "/var/lib/remotegpu", defaultDataDir())
+	code, stdout, _ := run(t, "serve", "--help")
+	require.Equal(t, 0, code)
+	assert.Contains(t, stdout, `folder of the embedded etcd member's data (default "/var/lib/remotegpu")`)
+
+	t.Setenv("STATE_DIRECTORY", "relative")
+	assert.NotEqual(t, "relative", defaultDataDir(), "only an absolute folder is used")
+}
+
+// TestServeWithUnitEnvironment runs serve with the environment that the
+// systemd unit gives it when the env file selects an external etcd:
+// STATE_DIRECTORY from StateDirectory= and REMOTEGPU_ETCD_ENDPOINTS.
+func TestServeWithUnitEnvironment(t *testing.T) {
+	cluster := etcdtest.Start(t)
+	stateDir := t.TempDir()
+	listen := fmt.Sprintf("127.0.0.1:%d", etcdtest.FreePort(t))
+	t.Setenv("STATE_DIRECTORY", stateDir)
+	t.Setenv("REMOTEGPU_ETCD_ENDPOINTS", cluster.Endpoint)
+	t.Setenv("REMOTEGPU_LISTEN", listen)
+
+	s := startServe(t, []string{"serve", "--shutdown-timeout", "5s"})
+	waitReady(t, newClient(t, "http://"+listen), s)
+	require.Equal(t, 0, s.stop(t), "log:\n%s", s.stderr.String())
+	assert.NotContains(t, s.stderr.String(), "applies only to the embedded etcd")
+
+	entries, err := os.ReadDir(stateDir)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "an external etcd leaves the state folder alone")
 }
 
 func TestServeListenInUse(t *testing.T) {

@@ -28,6 +28,11 @@ var (
 	ErrUnsupportedMediaType = errors.New("unsupported media type")
 )
 
+// MaxOwnerBytes is the longest owner an allocation request or the owner
+// filter may give. It equals the fleet's limit on every text field, so
+// the API rejects an oversized owner before the request reaches the fleet.
+const MaxOwnerBytes = 256
+
 // allocationFields are the JSON names of api.AllocationRequest, in order.
 var allocationFields = jsonFieldNames(reflect.TypeFor[api.AllocationRequest]())
 
@@ -68,6 +73,10 @@ func checkAllocationRequest(req *api.AllocationRequest) error {
 		if f.value < 0 {
 			return invalidf("field %q is %d; it must not be negative", f.name, f.value)
 		}
+	}
+	if len(req.Owner) > MaxOwnerBytes {
+		return invalidf("field \"owner\" is %d bytes long, more than the maximum of %d bytes",
+			len(req.Owner), MaxOwnerBytes)
 	}
 	if req.Strategy != "" && !slices.Contains(api.Strategies, req.Strategy) {
 		return invalidf("unknown strategy %q; use one of %s, or omit it for %s",
@@ -112,17 +121,27 @@ func errTooLarge() error {
 // decodeObject decodes data, which must be exactly one JSON object whose
 // keys are all in fields, each at most once, into v.
 func decodeObject(data []byte, fields []string, v any) error {
+	hint := bodyHint(fields)
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 {
-		return invalidf("request body is empty; send a JSON object such as {\"cpu\": 4}")
+		return invalidf("request body is empty; %s", hint)
 	}
 	if !utf8.Valid(data) {
 		return invalidf("request body is not valid UTF-8")
 	}
 	if trimmed[0] != '{' {
-		return invalidf("request body must be a JSON object, not %s", describeStart(trimmed[0]))
+		if trimmed[0] != 0xef {
+			// Text that is not JSON at all, such as "not json", gets the
+			// syntax error rather than a guess from its first byte.
+			var raw json.RawMessage
+			if err := json.Unmarshal(data, &raw); err != nil {
+				return describeJSONError(err, data, hint)
+			}
+		}
+		return invalidf("request body must be a JSON object, not %s; %s",
+			describeStart(trimmed[0]), hint)
 	}
-	if err := checkKeys(data, fields); err != nil {
+	if err := checkKeys(data, fields, hint); err != nil {
 		return err
 	}
 
@@ -131,15 +150,23 @@ func decodeObject(data []byte, fields []string, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return describeValueError(err, reflect.TypeOf(v).Elem())
+		return describeValueError(err, reflect.TypeOf(v).Elem(), data, hint)
 	}
 	return nil
+}
+
+// bodyHint returns what the client should send in place of an invalid body.
+func bodyHint(fields []string) string {
+	if len(fields) == 0 {
+		return "send no body, or {}"
+	}
+	return `send a JSON object such as {"cpu": 4, "gpu": 1}`
 }
 
 // describeValueError is describeJSONError with a better message for a
 // wrong value inside a map field, for which encoding/json names only the
 // map (for example "labels") and the element type.
-func describeValueError(err error, target reflect.Type) error {
+func describeValueError(err error, target reflect.Type, data []byte, hint string) error {
 	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) && target.Kind() == reflect.Struct {
 		for f := range target.Fields() {
@@ -150,7 +177,7 @@ func describeValueError(err error, target reflect.Type) error {
 			}
 		}
 	}
-	return describeJSONError(err)
+	return describeJSONError(err, data, hint)
 }
 
 func expectedPlural(t reflect.Type) string {
@@ -163,17 +190,17 @@ func expectedPlural(t reflect.Type) string {
 // checkKeys walks the top-level object and rejects unknown and repeated
 // keys by their exact spelling (encoding/json alone would accept "CPU" for
 // "cpu" and keep the last of two "cpu" keys), then trailing data.
-func checkKeys(data []byte, fields []string) error {
+func checkKeys(data []byte, fields []string, hint string) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if _, err := dec.Token(); err != nil {
-		return describeJSONError(err)
+		return describeJSONError(err, data, hint)
 	}
 
 	seen := make(map[string]bool)
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return describeJSONError(err)
+			return describeJSONError(err, data, hint)
 		}
 		key, _ := tok.(string)
 		if err := checkKey(key, fields, seen); err != nil {
@@ -181,11 +208,11 @@ func checkKeys(data []byte, fields []string) error {
 		}
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return describeJSONError(err)
+			return describeJSONError(err, data, hint)
 		}
 	}
 	if _, err := dec.Token(); err != nil {
-		return describeJSONError(err)
+		return describeJSONError(err, data, hint)
 	}
 
 	if _, err := dec.Token(); err != io.EOF {
@@ -209,20 +236,29 @@ func checkKey(key string, fields []string, seen map[string]bool) error {
 	return nil
 }
 
-// describeJSONError turns an encoding/json error into a message that names
-// the field and the expected type.
-func describeJSONError(err error) error {
+// describeJSONError turns an encoding/json error on data into a message
+// that names the problem and its byte offset, or the field and the
+// expected type. hint is what to send instead.
+func describeJSONError(err error, data []byte, hint string) error {
 	var syntaxErr *json.SyntaxError
 	var typeErr *json.UnmarshalTypeError
 	switch {
+	case errors.As(err, &syntaxErr) && syntaxErr.Offset >= int64(len(data)),
+		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		// encoding/json reports a body cut short either as an EOF error or
+		// as a syntax error at its end, sometimes about a space it made up.
+		unfinished := "a JSON value"
+		if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 && trimmed[0] == '{' {
+			unfinished = "the JSON object"
+		}
+		return invalidf("request body is not valid JSON: the body ends inside %s "+
+			"at byte offset %d; %s", unfinished, len(data), hint)
 	case errors.As(err, &syntaxErr):
-		return invalidf("malformed JSON at byte offset %d: %s",
-			syntaxErr.Offset, strings.TrimPrefix(syntaxErr.Error(), "json: "))
+		return invalidf("request body is not valid JSON: %s at byte offset %d; %s",
+			strings.TrimPrefix(syntaxErr.Error(), "json: "), syntaxErr.Offset, hint)
 	case errors.As(err, &typeErr):
 		return invalidf("field %q must be %s, got %s",
 			typeErr.Field, expectedValue(typeErr.Type), typeErr.Value)
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-		return invalidf("malformed JSON: the body ends inside the JSON object")
 	default:
 		return invalidf("invalid request body: %s", strings.TrimPrefix(err.Error(), "json: "))
 	}

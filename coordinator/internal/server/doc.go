@@ -3,7 +3,10 @@
 // Routes use net/http's method patterns ("GET /v1/hosts/{id}"). Every
 // response body is JSON, errors included: an unknown path is a 404 and a
 // known path with the wrong method is a 405 with an Allow header, both with
-// an api.Error body.
+// an api.Error body. A path with an empty, "." or ".." segment, as sent or
+// after decoding, is a 404 too, where net/http's mux would redirect. The
+// message of every such 404 lists the routes. A GET endpoint rejects query
+// parameters that it does not take with a 400.
 //
 // Guarantees:
 //   - Request bodies are decoded strictly: one JSON object, no unknown or

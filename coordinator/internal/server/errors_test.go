@@ -46,9 +46,9 @@ var badAllocationBodies = []struct {
 	{"unknown field", `{"gpu": 1, "gpus": 2}`, `unknown field "gpus"; valid fields are cpu, memory, gpu`},
 	{"field in wrong case", `{"GPU": 1}`, `unknown field "GPU"`},
 	{"repeated field", `{"gpu": 1, "gpu": 2}`, `field "gpu" is given more than once`},
-	{"malformed", `{"gpu": 1,}`, "malformed JSON at byte offset"},
-	{"single quotes", `{'gpu': 1}`, "malformed JSON"},
-	{"truncated", `{"gpu": 1`, "body ends inside the JSON object"},
+	{"malformed", `{"gpu": 1,}`, "request body is not valid JSON: invalid character '}' looking for beginning of object key string at byte offset 10"},
+	{"single quotes", `{'gpu': 1}`, "not valid JSON"},
+	{"truncated", `{"gpu": 1`, "not valid JSON: the body ends inside the JSON object at byte offset 9"},
 	{"truncated string", `{"owner": "al`, "body ends inside the JSON object"},
 	{"trailing data", `{"gpu": 1} x`, "unexpected data after the JSON object"},
 	{"two objects", `{"gpu": 1}{"gpu": 2}`, "send exactly one object"},
@@ -60,7 +60,11 @@ var badAllocationBodies = []struct {
 	{"blank", "  \n ", "request body is empty"},
 	{"byte order mark", "\xef\xbb\xbf{\"gpu\": 1}", "byte order mark"},
 	{"invalid UTF-8", "{\"gpu\": 1, \"owner\": \"\xff\"}", "not valid UTF-8"},
-	{"xml", "<gpu>1</gpu>", "text starting with byte 0x3c"},
+	{"xml", "<gpu>1</gpu>", "not valid JSON: invalid character '<' looking for beginning of value at byte offset 1"},
+	{"plain text", "not json", `request body is not valid JSON: invalid character 'o' in literal null (expecting 'u') at byte offset 2; send a JSON object such as {"cpu": 4, "gpu": 1}`},
+	{"truncated literal", "nul", "not valid JSON: the body ends inside a JSON value at byte offset 3"},
+	{"owner too long", `{"gpu": 1, "owner": "` + strings.Repeat("o", 257) + `"}`,
+		`field "owner" is 257 bytes long, more than the maximum of 256 bytes`},
 	{"unknown strategy", `{"gpu": 1, "strategy": "fastest"}`,
 		`unknown strategy "fastest"; use one of least_used, most_free, bin_pack, round_robin, random`},
 	{"strategy wrong case", `{"gpu": 1, "strategy": "BIN_PACK"}`, `unknown strategy "BIN_PACK"`},
@@ -225,11 +229,13 @@ func TestNotFound(t *testing.T) {
 		{http.MethodGet, "/v1/allocations/alloc-9", `"alloc-9"`},
 		{http.MethodDelete, "/v1/allocations/alloc-9", `"alloc-9"`},
 		{http.MethodPost, "/v1/allocations/alloc-9/renew", `"alloc-9"`},
-		{http.MethodGet, "/", `no such path "/"`},
-		{http.MethodGet, "/v2/hosts", `no such path "/v2/hosts"`},
-		{http.MethodGet, "/v1/hosts/", `no such path`},
-		{http.MethodGet, "/v1/hosts/gpu-1/gpus", `no such path`},
-		{http.MethodPost, "/v1/nothing", `no such path`},
+		{http.MethodGet, "/", `no route matches GET "/"`},
+		{http.MethodGet, "/v2/hosts", `no route matches GET "/v2/hosts"`},
+		{http.MethodGet, "/v1", `no route matches GET "/v1"`},
+		{http.MethodGet, "/v1/", `no route matches GET "/v1/"`},
+		{http.MethodGet, "/v1/hosts/", `no route matches GET "/v1/hosts/"`},
+		{http.MethodGet, "/v1/hosts/gpu-1/gpus", `no route matches`},
+		{http.MethodPost, "/v1/nothing", `no route matches POST "/v1/nothing"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
@@ -304,14 +310,91 @@ func TestNoCapacityIs409(t *testing.T) {
 	h.requireNoErrorLogs()
 }
 
-func TestRedirectBodyIsJSON(t *testing.T) {
+func TestNotFoundListsRoutes(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	for _, path := range []string{"/v1//hosts", "/v1/hosts/../hosts"} {
-		rec := h.do(http.MethodGet, path, "", "")
-		assert.Equal(t, http.StatusTemporaryRedirect, rec.Code, path)
-		assert.Equal(t, "/v1/hosts", rec.Header().Get("Location"), path)
-		assert.Equal(t, "application/json", rec.Header().Get("Content-Type"), path)
-		assert.JSONEq(t, `{"location": "/v1/hosts"}`, rec.Body.String(), path)
+	rec := h.do(http.MethodGet, "/v1/", "", "")
+	requireAPIError(t, rec, http.StatusNotFound, api.CodeNotFound,
+		`no route matches GET "/v1/"; the API's routes are GET /healthz, GET /readyz, `+
+			"GET /v1/allocations, POST /v1/allocations, DELETE /v1/allocations/{id}, ")
+	assert.NotContains(t, rec.Body.String(), "lives under /v1")
+}
+
+func TestUncleanPathsAre404(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	cases := []struct {
+		method, path, want string
+	}{
+		{http.MethodGet, "/v1//hosts", `path "/v1//hosts" is not in canonical form`},
+		{http.MethodGet, "/v1/./hosts", `request "/v1/hosts" instead`},
+		{http.MethodGet, "/v1/hosts/../hosts", `request "/v1/hosts" instead`},
+		{http.MethodGet, "/v1/hosts/%2e%2e", `path "/v1/hosts/.." is not in canonical form`},
+		{http.MethodGet, "/v1/hosts/%2E", `path "/v1/hosts/." is not in canonical form`},
+		{http.MethodGet, "/v1/%2e%2e/x", `path "/v1/../x" is not in canonical form`},
+		{http.MethodDelete, "/v1/hosts/%2e%2e", `path "/v1/hosts/.."`},
+		{http.MethodDelete, "/v1/allocations/%2e%2e", `path "/v1/allocations/.."`},
+		{http.MethodPost, "/v1/hosts/gpu-1/../gpu-2/drain", `request "/v1/hosts/gpu-2/drain" instead`},
 	}
+	for _, tc := range cases {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			rec := h.do(tc.method, tc.path, "", "")
+			requireAPIError(t, rec, http.StatusNotFound, api.CodeNotFound,
+				tc.want, "the API's routes are ")
+			assert.Empty(t, rec.Header().Get("Location"))
+		})
+	}
+	assert.Zero(t, h.fleet.Calls("RemoveHost"), "no handler may run for an unclean path")
+	assert.Zero(t, h.fleet.Calls("Release"))
+	assert.Zero(t, h.fleet.Calls("Drain"))
+	h.requireNoErrorLogs()
+}
+
+func TestUncleanPathWithoutRouteHasNoHint(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	rec := h.do(http.MethodGet, "/v1/hosts/%2e%2e", "", "")
+	requireAPIError(t, rec, http.StatusNotFound, api.CodeNotFound)
+	assert.NotContains(t, rec.Body.String(), "instead", "the cleaned path /v1 matches no route")
+}
+
+func TestQueryParametersRejected(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	cases := []struct {
+		path, want string
+	}{
+		{"/v1/hosts?foo=1", `unknown query parameter "foo"; /v1/hosts takes no query parameters`},
+		{"/v1/hosts?state=healthy&a=b", `unknown query parameter "a"`},
+		{"/v1/hosts?x", `unknown query parameter "x"`},
+		{"/v1/hosts?a=%zz", `invalid query "a=%zz"`},
+		{"/v1/hosts/gpu-1?verbose=1", `unknown query parameter "verbose"; /v1/hosts/gpu-1 takes no`},
+		{"/v1/hosts/gpu-1/health?x=1", `unknown query parameter "x"`},
+		{"/v1/allocations/alloc-1?x=1", `unknown query parameter "x"`},
+		{"/v1/allocations?colour=red", `unknown query parameter "colour"; use host, owner or state`},
+		{"/v1/allocations?owner=" + strings.Repeat("o", 257),
+			"query parameter owner is 257 bytes long, more than the maximum of 256 bytes"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.path, func(t *testing.T) {
+			rec := h.do(http.MethodGet, tc.path, "", "")
+			requireAPIError(t, rec, http.StatusBadRequest, api.CodeInvalid, tc.want)
+		})
+	}
+	assert.Zero(t, h.fleet.Calls("ListHosts"), "a rejected query must not reach the fleet")
+
+	rec := h.do(http.MethodGet, "/v1/hosts?", "", "")
+	assert.Equal(t, http.StatusOK, rec.Code, "an empty query is no parameter")
+	rec = h.do(http.MethodGet, "/v1/allocations?owner="+strings.Repeat("o", 256), "", "")
+	assert.Equal(t, http.StatusOK, rec.Code, "an owner of exactly 256 bytes is allowed")
+	h.requireNoErrorLogs()
+}
+
+func TestEmptyBodyEndpointRejectsText(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	rec := h.postJSON("/v1/hosts/gpu-1/drain", "not json")
+	requireAPIError(t, rec, http.StatusBadRequest, api.CodeInvalid,
+		"request body is not valid JSON", "at byte offset 2", "send no body, or {}")
+	assert.Zero(t, h.fleet.Calls("Drain"))
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -86,6 +87,10 @@ func allocationFilter(q url.Values) (service.AllocationFilter, error) {
 			}
 			f.HostID = v
 		case "owner":
+			if len(v) > MaxOwnerBytes {
+				return f, fmt.Errorf("%w: query parameter owner is %d bytes long, more than "+
+					"the maximum of %d bytes", service.ErrInvalid, len(v), MaxOwnerBytes)
+			}
 			f.Owner = v
 		case "state":
 			if !slices.Contains(allocationStates, v) {
@@ -99,6 +104,26 @@ func allocationFilter(q url.Values) (service.AllocationFilter, error) {
 		}
 	}
 	return f, nil
+}
+
+// rejectQuery rejects every query parameter of a GET endpoint that takes
+// none, so that a parameter meant as a filter does not silently return
+// everything.
+func rejectQuery(r *http.Request) error {
+	if r.URL.RawQuery == "" {
+		return nil
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return fmt.Errorf("%w: invalid query %q: %v; %s takes no query parameters",
+			service.ErrInvalid, r.URL.RawQuery, err, r.URL.Path)
+	}
+	if len(q) == 0 {
+		return nil
+	}
+	name := slices.Sorted(maps.Keys(q))[0]
+	return fmt.Errorf("%w: unknown query parameter %q; %s takes no query parameters",
+		service.ErrInvalid, name, r.URL.Path)
 }
 
 var allocationStates = []string{

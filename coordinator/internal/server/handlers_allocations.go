@@ -64,6 +64,9 @@ func (s *Server) listAllocations(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getAllocation(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r, "allocation")
+	if err == nil {
+		err = rejectQuery(r)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

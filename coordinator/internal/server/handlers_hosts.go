@@ -7,6 +7,10 @@ import (
 )
 
 func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
+	if err := rejectQuery(r); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	hosts, err := s.fleet.ListHosts(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
@@ -21,6 +25,9 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getHost(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r, "host")
+	if err == nil {
+		err = rejectQuery(r)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -35,6 +42,9 @@ func (s *Server) getHost(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) hostHealth(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r, "host")
+	if err == nil {
+		err = rejectQuery(r)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -62,40 +62,58 @@ func (s *Server) recovered(w *statusWriter, r *http.Request, p any) {
 	}
 }
 
-// route serves a request through the mux. When no route matches, the
-// mux's own plain-text 404, 405 or redirect gets a JSON body instead, and
-// its headers, such as Allow and Location, are kept.
+// route serves a request through the mux. A path that is not in
+// canonical form gets a JSON 404 rather than the mux's redirect to the
+// cleaned path, and no handler runs for it. When no route matches, the
+// mux's plain-text 404 or 405 gets a JSON body, and the 405 keeps its
+// Allow header.
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
-	// The mux redirects an unclean path with a redirect, even when a
-	// pattern matches its cleaned form.
-	if _, pattern := s.mux.Handler(r); pattern != "" && !needsCleaning(r.URL.Path) {
+	if cleaned, unclean := uncleanPath(r); unclean {
+		s.notFound(w, fmt.Sprintf("path %q is not in canonical form because it "+
+			"contains an empty, \".\" or \"..\" segment%s", r.URL.Path, s.suggest(r, cleaned)))
+		return
+	}
+	h, pattern := s.mux.Handler(r)
+	if pattern != "" {
 		s.mux.ServeHTTP(w, r)
 		return
 	}
 
+	// No route matches, so h is the mux's 404 or 405 handler, or a
+	// redirect that only happens for requests such as "OPTIONS *".
 	rec := &bufferedResponse{header: make(http.Header)}
-	s.mux.ServeHTTP(rec, r)
-	for k, v := range rec.header {
-		w.Header()[k] = v
-	}
-
-	switch rec.status {
-	case http.StatusNotFound:
-		writeJSON(w, rec.status, api.Error{
-			Error: fmt.Sprintf("no such path %q; the API lives under /v1", r.URL.Path),
-			Code:  api.CodeNotFound,
-		})
-	case http.StatusMethodNotAllowed:
-		writeJSON(w, rec.status, api.Error{
+	h.ServeHTTP(rec, r)
+	if rec.status == http.StatusMethodNotAllowed {
+		allow := rec.header.Get("Allow")
+		w.Header().Set("Allow", allow)
+		writeJSON(w, http.StatusMethodNotAllowed, api.Error{
 			Error: fmt.Sprintf("method %s is not allowed on %s; use %s",
-				r.Method, r.URL.Path, rec.header.Get("Allow")),
+				r.Method, r.URL.Path, allow),
 			Code: api.CodeMethodNotAllowed,
 		})
-	default:
-		// A redirect to the cleaned path, such as /v1//hosts to /v1/hosts,
-		// keeps its status and Location with a JSON body.
-		writeJSON(w, rec.statusCode(), map[string]string{"location": rec.header.Get("Location")})
+		return
 	}
+	s.notFound(w, fmt.Sprintf("no route matches %s %q", r.Method, r.URL.Path))
+}
+
+// notFound sends a 404 whose message is reason followed by the list of
+// routes.
+func (s *Server) notFound(w http.ResponseWriter, reason string) {
+	writeJSON(w, http.StatusNotFound, api.Error{
+		Error: reason + "; the API's routes are " + strings.Join(s.patterns, ", "),
+		Code:  api.CodeNotFound,
+	})
+}
+
+// suggest returns a hint to request the cleaned path, or "" when no route
+// matches that path either.
+func (s *Server) suggest(r *http.Request, cleaned string) string {
+	clone := r.Clone(r.Context())
+	clone.URL.Path, clone.URL.RawPath = cleaned, ""
+	if _, pattern := s.mux.Handler(clone); pattern == "" {
+		return ""
+	}
+	return fmt.Sprintf("; request %q instead", cleaned)
 }
 
 // bufferedResponse captures the small responses that the mux generates
@@ -121,19 +139,24 @@ func (b *bufferedResponse) Write(p []byte) (int, error) {
 	return b.body.Write(p)
 }
 
-func (b *bufferedResponse) statusCode() int {
-	if b.status == 0 {
-		return http.StatusOK
-	}
-	return b.status
+// uncleanPath reports whether the request path, decoded or as sent, has
+// an empty, "." or ".." segment, and returns the cleaned decoded path. The
+// mux would redirect such a path, and a segment such as "%2e%2e" would
+// otherwise reach a handler as the ID "..".
+func uncleanPath(r *http.Request) (string, bool) {
+	cleaned := cleanPath(r.URL.Path)
+	unclean := cleaned != r.URL.Path || cleanPath(r.URL.EscapedPath()) != r.URL.EscapedPath()
+	return cleaned, unclean
 }
 
-// needsCleaning reports whether the mux would redirect p to a cleaned path,
-// which it does for "//", "." and ".." segments.
-func needsCleaning(p string) bool {
+// cleanPath is path.Clean that keeps a trailing slash and a leading one.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
 	cleaned := path.Clean(p)
 	if strings.HasSuffix(p, "/") && cleaned != "/" {
 		cleaned += "/"
 	}
-	return cleaned != p
+	return cleaned
 }

@@ -1,8 +1,11 @@
 package server
 
 import (
+	"cmp"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/YoungBoyGod/remotegpu/coordinator/internal/service"
@@ -41,6 +44,8 @@ type Server struct {
 	fleet service.Fleet
 	log   *slog.Logger
 	mux   *http.ServeMux
+	// patterns lists every route, sorted, for the message of a 404.
+	patterns []string
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -67,6 +72,7 @@ func New(cfg Config) *Server {
 	for pattern, h := range cfg.Extra {
 		s.handle(cfg, pattern, h)
 	}
+	slices.SortFunc(s.patterns, comparePatterns)
 	return s
 }
 
@@ -75,6 +81,14 @@ func (s *Server) handle(cfg Config, pattern string, h http.Handler) {
 		h = cfg.WrapRoute(pattern, h)
 	}
 	s.mux.Handle(pattern, h)
+	s.patterns = append(s.patterns, pattern)
+}
+
+// comparePatterns orders "METHOD /path" patterns by path, then method.
+func comparePatterns(a, b string) int {
+	methodA, pathA, _ := strings.Cut(a, " ")
+	methodB, pathB, _ := strings.Cut(b, " ")
+	return cmp.Or(strings.Compare(pathA, pathB), strings.Compare(methodA, methodB))
 }
 
 func (s *Server) routes() []route {
