@@ -22,16 +22,18 @@ type daemonCommand struct {
 	name       string // agent or coordinator
 	pkg        string // main package, relative to the repository
 	subcommand string
-	// unitValues are variables that the unit sets with Environment=, so
-	// the env file shows the unit's value rather than the flag default.
-	unitValues map[string]string
+	// unitEnv is what systemd adds to the daemon's environment for the
+	// unit's settings, so that its help shows the defaults the unit gets,
+	// which the env file must show too.
+	unitEnv []string
 }
 
 var daemonCommands = []daemonCommand{
 	{name: "agent", pkg: "agent/cmd/remotegpu-agent", subcommand: "run"},
 	{
 		name: "coordinator", pkg: "coordinator/cmd/remotegpu-coordinator", subcommand: "serve",
-		unitValues: map[string]string{"REMOTEGPU_DATA_DIR": "/var/lib/remotegpu"},
+		// StateDirectory=remotegpu
+		unitEnv: []string{"STATE_DIRECTORY=/var/lib/remotegpu"},
 	},
 }
 
@@ -64,12 +66,14 @@ var (
 	helpDefault  = regexp.MustCompile(`\(default (.*)\)$`)
 )
 
-func daemonFlags(t *testing.T, binary, subcommand string) []helpFlag {
+// daemonFlags returns the flags that "binary subcommand --help" lists,
+// run in a clean environment plus env.
+func daemonFlags(t *testing.T, binary, subcommand string, env ...string) []helpFlag {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, subcommand, "--help")
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), env...)
 	out, err := cmd.Output()
 	require.NoError(t, err, "%s %s --help", binary, subcommand)
 
@@ -132,7 +136,7 @@ func TestEnvFilesListEveryFlag(t *testing.T) {
 	for _, d := range daemonCommands {
 		t.Run(d.name, func(t *testing.T) {
 			binary := buildDaemon(t, d)
-			flags := daemonFlags(t, binary, d.subcommand)
+			flags := daemonFlags(t, binary, d.subcommand, d.unitEnv...)
 			envFile := filepath.Join(root, "deploy", "config", d.name+".env")
 			listed := envFileDefaults(t, envFile)
 
@@ -144,11 +148,7 @@ func TestEnvFilesListEveryFlag(t *testing.T) {
 				if !assert.True(t, ok, "%s.env lacks %s for --%s", d.name, name, f.Name) {
 					continue
 				}
-				want := f.Default
-				if v, ok := d.unitValues[name]; ok {
-					want = v
-				}
-				assert.Equal(t, want, got, "%s.env shows the wrong default of %s", d.name, name)
+				assert.Equal(t, f.Default, got, "%s.env shows the wrong default of %s", d.name, name)
 			}
 			for name := range listed {
 				assert.True(t, known[name], "%s.env lists %s, but %s %s has no such flag",

@@ -322,7 +322,12 @@ func assertCoordinatorState(t *testing.T, u unit) {
 	assert.Equal(t, "remotegpu", u.value(s, "StateDirectory"))
 	assert.Equal(t, "0700", u.value(s, "StateDirectoryMode"),
 		"etcd wants its data directory private")
-	assert.Contains(t, u[s]["Environment"], "REMOTEGPU_DATA_DIR=/var/lib/remotegpu")
+	// The data dir comes from STATE_DIRECTORY, the default of --data-dir.
+	// A REMOTEGPU_* variable set here would count as a flag given and
+	// clash with REMOTEGPU_ETCD_ENDPOINTS from the env file.
+	for _, env := range u[s]["Environment"] {
+		assert.NotContains(t, env, "REMOTEGPU_", "Environment=%s", env)
+	}
 	assert.Equal(t, "yes", u.value(s, "PrivateDevices"))
 	assert.Empty(t, u[s]["DeviceAllow"])
 }

@@ -41,7 +41,11 @@ func ApplyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
 		if sv, isSlice := f.Value.(pflag.SliceValue); isSlice {
 			if err := sv.Replace(splitList(v)); err != nil {
 				firstErr = fmt.Errorf("invalid %s=%q: %w", name, v, err)
+				return
 			}
+			// Replace bypasses FlagSet.Set, so mark the flag as given
+			// like any other flag an environment variable sets.
+			f.Changed = true
 			return
 		}
 		if err := fs.Set(f.Name, v); err != nil {

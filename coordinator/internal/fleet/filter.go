@@ -203,8 +203,12 @@ func (s *shortage) add(h *hostState, v verdict, gpus gpuChoice) {
 // that was short.
 func (s *shortage) err(r request) error {
 	var reasons []string
-	reasons = append(reasons, fmt.Sprintf("%d hosts registered, %d healthy",
-		s.hosts, s.healthy))
+	registered := "hosts registered"
+	if s.hosts == 1 {
+		registered = "host registered"
+	}
+	reasons = append(reasons, fmt.Sprintf("%d %s, %d healthy",
+		s.hosts, registered, s.healthy))
 	for _, c := range []struct {
 		n    int
 		text string
