@@ -49,7 +49,10 @@ stop() {
 		wait "${pids[i]}" 2>/dev/null || true
 	done
 }
-trap stop INT TERM EXIT
+# Ctrl-C is the normal way to end a run, so it exits 0 once everything
+# has stopped; make would otherwise report "Error 130".
+trap 'stop; exit 0' INT TERM
+trap stop EXIT
 
 echo "run: starting the coordinator (embedded etcd at $etcd_client, API at http://$api_addr)"
 # setsid keeps Ctrl-C away from the daemons, so that stop() can end the

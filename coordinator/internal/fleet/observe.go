@@ -33,6 +33,13 @@ const (
 	OpLease    = "lease"
 )
 
+// Reasons passed to Observer.Relisted.
+const (
+	RelistCompacted = "compacted"
+	RelistClosed    = "closed"
+	RelistError     = "error"
+)
+
 // Observer receives the fleet's events, for example to export metrics.
 // Methods are called synchronously, sometimes with the view's lock held,
 // so they must be fast, must not block and must not call the Fleet.

@@ -75,11 +75,11 @@ func (f *Fleet) runWatch(ctx context.Context) error {
 func relistReason(err error) string {
 	switch {
 	case errors.Is(err, errCompacted):
-		return "compacted"
+		return RelistCompacted
 	case errors.Is(err, errWatchClosed):
-		return "closed"
+		return RelistClosed
 	default:
-		return "error"
+		return RelistError
 	}
 }
 

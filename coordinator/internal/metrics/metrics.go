@@ -90,9 +90,12 @@ func New() *Metrics {
 	m.etcdErrors = counterVec("etcd_errors_total",
 		"Failed etcd calls, by operation.", "op")
 
+	// The reason of a state change is free text that may embed a
+	// setting, so it stays in the allocation record and out of the labels.
 	m.stateChanges = counterVec("allocation_state_changes_total",
-		"Allocation state changes this coordinator committed, by from, "+
-			"to and reason.", "from", "to", "reason")
+		"Allocation state changes this coordinator committed, by from "+
+			"and to state.", "from", "to")
+	m.initSeries()
 
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -101,6 +104,42 @@ func New() *Metrics {
 		m.etcdErrors, m.stateChanges, statsCollector{m: m},
 	)
 	return m
+}
+
+// initSeries creates every counter series whose labels are known in
+// advance, so a scrape shows 0 rather than nothing before the first event
+// and rate() works from the start.
+func (m *Metrics) initSeries() {
+	outcomes := []string{fleet.OutcomeCreated, fleet.OutcomeExisting,
+		fleet.OutcomeInvalid, fleet.OutcomeNoCapacity, fleet.OutcomeConflict,
+		fleet.OutcomeUnavailable}
+	for _, o := range outcomes {
+		m.retries.WithLabelValues(o)
+	}
+	writes := []string{fleet.OpAllocate, fleet.OpRelease, fleet.OpRenew,
+		fleet.OpExpire, fleet.OpLost, fleet.OpRestore, fleet.OpDrain,
+		fleet.OpRemove}
+	for _, op := range writes {
+		m.conflicts.WithLabelValues(op)
+	}
+	for _, op := range append(writes, fleet.OpRead, fleet.OpList,
+		fleet.OpWatch, fleet.OpLease) {
+		m.etcdErrors.WithLabelValues(op)
+	}
+	for _, r := range []string{fleet.RelistCompacted, fleet.RelistClosed,
+		fleet.RelistError} {
+		m.relists.WithLabelValues(r)
+	}
+	for _, c := range [][2]string{
+		{keyspace.StateActive, keyspace.StateReleased},
+		{keyspace.StateActive, keyspace.StateExpired},
+		{keyspace.StateActive, keyspace.StateLost},
+		{keyspace.StateLost, keyspace.StateActive},
+		{keyspace.StateLost, keyspace.StateReleased},
+		{keyspace.StateLost, keyspace.StateExpired},
+	} {
+		m.stateChanges.WithLabelValues(c[0], c[1])
+	}
 }
 
 func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
@@ -219,7 +258,8 @@ func withKnown(known []string, counts map[string]int) []string {
 }
 
 // AllocationStateChanged counts an allocation state change that this
-// coordinator committed, such as active to expired.
-func (m *Metrics) AllocationStateChanged(from, to, reason string) {
-	m.stateChanges.WithLabelValues(from, to, reason).Inc()
+// coordinator committed, such as active to expired. The reason is not a
+// label, because it is free text.
+func (m *Metrics) AllocationStateChanged(from, to, _ string) {
+	m.stateChanges.WithLabelValues(from, to).Inc()
 }

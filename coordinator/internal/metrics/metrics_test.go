@@ -65,18 +65,18 @@ func TestObserverEvents(t *testing.T) {
 	m.AllocationFinished(fleet.OutcomeNoCapacity, 1, time.Millisecond)
 	m.CASConflict(fleet.OpAllocate)
 	m.CASConflict(fleet.OpAllocate)
-	m.Relisted("compacted")
+	m.Relisted(fleet.RelistCompacted)
 	m.EtcdError(fleet.OpWatch)
-	m.AllocationStateChanged("active", "expired", "ttl")
+	m.AllocationStateChanged("active", "expired", "TTL ran out without renewal")
 
 	assert.Equal(t, 1.0, testutil.ToFloat64(m.transitions.WithLabelValues("new", "healthy")))
 	assert.Equal(t, 1.0, testutil.ToFloat64(m.transitions.WithLabelValues("healthy", "unhealthy")))
 	assert.Equal(t, 2.0, testutil.ToFloat64(m.retries.WithLabelValues(fleet.OutcomeCreated)))
 	assert.Equal(t, 2.0, testutil.ToFloat64(m.conflicts.WithLabelValues(fleet.OpAllocate)))
-	assert.Equal(t, 1.0, testutil.ToFloat64(m.relists.WithLabelValues("compacted")))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.relists.WithLabelValues(fleet.RelistCompacted)))
 	assert.Equal(t, 1.0, testutil.ToFloat64(m.etcdErrors.WithLabelValues(fleet.OpWatch)))
 	assert.Equal(t, 1.0, testutil.ToFloat64(
-		m.stateChanges.WithLabelValues("active", "expired", "ttl")))
+		m.stateChanges.WithLabelValues("active", "expired")))
 	assert.Equal(t, 2, testutil.CollectAndCount(m.latency))
 
 	problems, err := testutil.GatherAndLint(m.Registry())
@@ -84,4 +84,21 @@ func TestObserverEvents(t *testing.T) {
 	for _, p := range problems {
 		assert.False(t, strings.HasPrefix(p.Metric, namespace), "%s: %s", p.Metric, p.Text)
 	}
+}
+
+func TestCountersStartAtZero(t *testing.T) {
+	m := New()
+	want := map[string]int{
+		"remotegpu_coordinator_cas_conflicts_total":            8,
+		"remotegpu_coordinator_etcd_errors_total":              12,
+		"remotegpu_coordinator_allocation_retries_total":       6,
+		"remotegpu_coordinator_watch_relists_total":            3,
+		"remotegpu_coordinator_allocation_state_changes_total": 6,
+	}
+	for name, n := range want {
+		count, err := testutil.GatherAndCount(m.Registry(), name)
+		require.NoError(t, err)
+		assert.Equal(t, n, count, "series of %s before any event", name)
+	}
+	assert.Zero(t, testutil.ToFloat64(m.conflicts.WithLabelValues(fleet.OpAllocate)))
 }
