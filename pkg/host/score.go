@@ -93,12 +93,13 @@ func weightPer(weight float64, total int64) float64 {
 	return weight / float64(total)
 }
 
-// outranks reports whether a host with sc and id ranks before the current
-// best. Equal scores go to the lower ID, so the result does not depend on
-// the order of the input slice.
-func outranks(sc score, id string, best score, bestID string) bool {
+// outranks reports whether host h with score sc ranks before bestHost
+// with score best. Equal scores go to the lower ID, so the result does not
+// depend on the order of the input slice. It reads the IDs only for equal
+// scores, which keeps the scans from loading them for every host.
+func outranks(sc score, h *HostInfo, best score, bestHost *HostInfo) bool {
 	if c := sc.compare(best); c != 0 {
 		return c > 0
 	}
-	return id < bestID
+	return h.ID < bestHost.ID
 }

@@ -135,6 +135,13 @@ func eligible(h *HostInfo, req ResourceRequirement) bool {
 func maxTotals(hosts []*HostInfo, req ResourceRequirement) ResourceRequirement {
 	var scale ResourceRequirement
 	for _, h := range hosts {
+		// A host that raises no maximum changes nothing, eligible or
+		// not. Once the largest totals have been seen, that holds for
+		// most hosts, so most hosts skip the eligibility check.
+		if h == nil || h.TotalCPU <= scale.CPU &&
+			h.TotalMemory <= scale.Memory && h.TotalGPU <= scale.GPU {
+			continue
+		}
 		if !eligible(h, req) {
 			continue
 		}
@@ -154,21 +161,14 @@ func (s scoredSelector) selectBest(
 		return nil, err
 	}
 
-	var factors scoreFactors
-	if s.kind == scoreMostFree {
-		factors = mostFreeFactors(maxTotals(hosts, req))
-	}
-
 	var best *HostInfo
-	var bestScore score
-	for _, h := range hosts {
-		if !eligible(h, req) {
-			continue
-		}
-		sc := s.kind.score(h, req, factors)
-		if best == nil || outranks(sc, h.ID, bestScore, best.ID) {
-			best, bestScore = h, sc
-		}
+	switch s.kind {
+	case scoreLeastUsed:
+		best = leastUsedBest(hosts, req)
+	case scoreMostFree:
+		best = mostFreeBest(hosts, req)
+	default:
+		best = binPackBest(hosts, req)
 	}
 
 	if best == nil {
@@ -209,9 +209,9 @@ func (s scoredSelector) rank(
 
 	slices.SortFunc(ranked, func(a, b rankedHost) int {
 		switch {
-		case outranks(a.score, a.host.ID, b.score, b.host.ID):
+		case outranks(a.score, a.host, b.score, b.host):
 			return -1
-		case outranks(b.score, b.host.ID, a.score, a.host.ID):
+		case outranks(b.score, b.host, a.score, a.host):
 			return 1
 		default:
 			return 0

@@ -133,8 +133,7 @@ func NewRandomSelectorWithSeed(seed int64) *RandomSelector {
 }
 
 // Select returns a copy of an eligible host chosen uniformly at random.
-// It makes two passes over hosts, one to count the eligible hosts and one
-// to find the chosen one, and allocates only the returned copy.
+// It allocates only the returned copy.
 func (s *RandomSelector) Select(
 	hosts []*HostInfo, req ResourceRequirement,
 ) (*HostInfo, error) {
@@ -142,10 +141,17 @@ func (s *RandomSelector) Select(
 		return nil, err
 	}
 
+	// Count the eligible hosts in randomBlocks blocks of consecutive
+	// hosts, so that finding the pick scans one block, not all hosts.
+	var before [randomBlocks]int
+	blockLen := (len(hosts) + randomBlocks - 1) / randomBlocks
 	count := 0
-	for _, h := range hosts {
-		if eligible(h, req) {
-			count++
+	for b := range before {
+		before[b] = count
+		for _, h := range blockOf(hosts, b, blockLen) {
+			if eligible(h, req) {
+				count++
+			}
 		}
 	}
 	if count == 0 {
@@ -156,7 +162,14 @@ func (s *RandomSelector) Select(
 	pick := s.rng.IntN(count)
 	s.mu.Unlock()
 
-	for _, h := range hosts {
+	// The pick lies in the last block with at most pick eligible hosts
+	// before it.
+	b := randomBlocks - 1
+	for before[b] > pick {
+		b--
+	}
+	pick -= before[b]
+	for _, h := range blockOf(hosts, b, blockLen) {
 		if !eligible(h, req) {
 			continue
 		}
@@ -169,6 +182,19 @@ func (s *RandomSelector) Select(
 	// Only reachable when another goroutine changes hosts between the
 	// two passes, which the HostSelector contract forbids.
 	return nil, explainNoHost(hosts, req)
+}
+
+// randomBlocks is the number of blocks RandomSelector.Select splits hosts
+// into. The counts live on the stack, so Select still allocates nothing
+// but its result.
+const randomBlocks = 64
+
+// blockOf returns block b of hosts when hosts is split into blocks of
+// blockLen hosts. The last blocks may be short or empty.
+func blockOf(hosts []*HostInfo, b, blockLen int) []*HostInfo {
+	start := min(b*blockLen, len(hosts))
+	end := min(start+blockLen, len(hosts))
+	return hosts[start:end]
 }
 
 // Rank returns copies of all eligible hosts in a random order. The
