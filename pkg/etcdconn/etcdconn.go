@@ -1,6 +1,7 @@
 // Package etcdconn holds the etcd client settings that both daemons take:
 // endpoints, TLS files and etcd's own user/password authentication. It never
-// logs or returns the password.
+// logs or returns the password, and it rejects a password or private key
+// file that its group or other users may read or write.
 package etcdconn
 
 import (
@@ -20,6 +21,8 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+
+	"github.com/YoungBoyGod/remotegpu/pkg/secretfile"
 )
 
 // DefaultEndpoint is the client URL of a local etcd, embedded or not.
@@ -48,11 +51,12 @@ func (c *Config) AddFlags(fs *pflag.FlagSet, defaultEndpoints []string) {
 	fs.StringVar(&c.CertFile, "etcd-cert", "",
 		"client certificate for etcd (with --etcd-key)")
 	fs.StringVar(&c.KeyFile, "etcd-key", "",
-		"private key of --etcd-cert")
+		"private key of --etcd-cert (mode 0600 or stricter)")
 	fs.StringVar(&c.User, "etcd-user", "",
 		"etcd user name (needs --etcd-password-file)")
 	fs.StringVar(&c.PasswordFile, "etcd-password-file", "",
-		"file whose first line is the etcd user's password")
+		"file whose first line is the etcd user's password "+
+			"(mode 0600 or stricter)")
 	fs.DurationVar(&c.DialTimeout, "etcd-dial-timeout", 5*time.Second,
 		"time to wait for the first connection to etcd")
 }
@@ -102,6 +106,11 @@ func (c *Config) TLS() (*tls.Config, error) {
 	if err := checkCAFile(c.CACertFile); err != nil {
 		return nil, err
 	}
+	if c.KeyFile != "" {
+		if err := secretfile.CheckMode(c.KeyFile); err != nil {
+			return nil, fmt.Errorf("--etcd-key: %w", err)
+		}
+	}
 	cfg, err := info.ClientConfig()
 	if err != nil {
 		return nil, fmt.Errorf("load etcd TLS files (ca %q, cert %q, key %q): %w",
@@ -142,9 +151,9 @@ func (c *Config) password() (string, error) {
 	if c.PasswordFile == "" {
 		return "", nil
 	}
-	data, err := os.ReadFile(c.PasswordFile)
+	data, err := secretfile.Read(c.PasswordFile)
 	if err != nil {
-		return "", fmt.Errorf("read etcd password file: %w", err)
+		return "", fmt.Errorf("--etcd-password-file: %w", err)
 	}
 	pw, _, _ := strings.Cut(string(data), "\n")
 	pw = strings.TrimRight(pw, "\r")

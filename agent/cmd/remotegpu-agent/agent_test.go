@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -206,6 +208,8 @@ func TestSIGTERMWithEtcdUnreachableExitsQuickly(t *testing.T) {
 		return strings.Contains(p.stderr.String(), "not registered; retrying")
 	}, 10*time.Second, 50*time.Millisecond)
 	assert.False(t, p.exited())
+	assert.Contains(t, p.stderr.String(), "cannot reach etcd at "+endpoint)
+	assert.Contains(t, p.stderr.String(), "REMOTEGPU_ETCD_ENDPOINTS")
 
 	began := time.Now()
 	p.signal(t, syscall.SIGTERM)
@@ -249,6 +253,9 @@ func TestBadFlagsExitNonZero(t *testing.T) {
 	// No etcd: validation must fail before any connection.
 	base := []string{"run", "--etcd-endpoints", "http://127.0.0.1:1",
 		"--host-id", "bad-flags", "--gpu-backend", "none"}
+	openPassword := filepath.Join(t.TempDir(), "etcd-password")
+	require.NoError(t, os.WriteFile(openPassword, []byte("pw\n"), 0o600))
+	require.NoError(t, os.Chmod(openPassword, 0o644))
 	tests := []struct {
 		name string
 		args []string
@@ -257,6 +264,16 @@ func TestBadFlagsExitNonZero(t *testing.T) {
 	}{
 		{"ttl below etcd minimum", []string{"--ttl", "1s"}, nil,
 			"invalid --ttl 1s"},
+		{"ttl above maximum", []string{"--ttl", "100000h"}, nil,
+			"invalid --ttl 100000h: a host that died would stay healthy " +
+				"that long; use --ttl from 2s to 1h"},
+		{"negative ttl", []string{"--ttl=-5s"}, nil,
+			"invalid --ttl -5s: the TTL is negative; use --ttl from 2s to 1h"},
+		{"NaN change threshold", []string{"--status-change-threshold", "NaN"},
+			nil, "invalid --status-change-threshold NaN"},
+		{"password file readable by others", []string{"--etcd-user", "u",
+			"--etcd-password-file", openPassword}, nil,
+			"--etcd-password-file: \"" + openPassword + "\" has mode 0644"},
 		{"interval not below ttl", []string{"--ttl", "2s", "--interval", "2s"},
 			nil, "invalid --interval 2s: must be less than --ttl 2s"},
 		{"status interval below sampling",
@@ -390,6 +407,8 @@ func TestInspectRealNVML(t *testing.T) {
 		assert.Empty(t, info.GPUs)
 		assert.Empty(t, status.GPUs)
 		assert.Contains(t, stderr.String(), "ERROR_LIBRARY_NOT_FOUND")
+		assert.Contains(t, stderr.String(), "cannot load libnvidia-ml.so.1")
+		assert.Contains(t, stderr.String(), "--gpu-backend none")
 	}
 	assert.Len(t, status.GPUs, len(info.GPUs))
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -37,6 +39,12 @@ const (
 // below 1.5 election timeouts (2 s with its default 1 s election timeout)
 // to that minimum, so a smaller --ttl would silently not apply.
 const MinTTL = 2 * time.Second
+
+// MaxTTL is the largest lease TTL the agent accepts. The TTL is how long
+// a host that died stays healthy to the coordinators, so a larger value
+// is more likely a typo (100000h for 10s) than a choice. etcd itself
+// accepts TTLs up to 9,000,000,000 s (MaxLeaseTTL in etcd v3.7's lessor).
+const MaxTTL = time.Hour
 
 // MinInterval is the shortest sampling interval accepted, which keeps
 // the agent's own CPU use and its etcd traffic small.
@@ -100,7 +108,7 @@ func (c *Config) AddRunFlags(fs *pflag.FlagSet) {
 		"etcd key prefix shared with the coordinators")
 	fs.DurationVar(&c.TTL, "ttl", DefaultTTL,
 		"lease TTL: the host is declared dead this long after its "+
-			"last keepalive (minimum 2s)")
+			"last keepalive (2s to 1h)")
 	fs.DurationVar(&c.Interval, "interval", DefaultInterval,
 		"sampling interval of CPU, memory and GPU state (less than --ttl)")
 	fs.DurationVar(&c.StatusMaxInterval, "status-max-interval",
@@ -156,7 +164,8 @@ func (c *Config) ValidateRun() error {
 	if err := ValidateTiming(c.TTL, c.Interval, c.StatusMaxInterval); err != nil {
 		return err
 	}
-	if c.ChangeThreshold <= 0 || c.ChangeThreshold > 100 {
+	if math.IsNaN(c.ChangeThreshold) || c.ChangeThreshold <= 0 ||
+		c.ChangeThreshold > 100 {
 		return fmt.Errorf("invalid --status-change-threshold %g: "+
 			"use a number of percentage points above 0 and at most 100",
 			c.ChangeThreshold)
@@ -164,17 +173,13 @@ func (c *Config) ValidateRun() error {
 	return nil
 }
 
-// ValidateTiming checks the relations between the lease TTL, the sampling
-// interval and the maximum time between status writes.
+// ValidateTiming checks the lease TTL, the sampling interval and the
+// maximum time between status writes, and the relations between them.
 func ValidateTiming(ttl, interval, statusMax time.Duration) error {
+	if err := validateTTL(ttl); err != nil {
+		return err
+	}
 	switch {
-	case ttl < MinTTL:
-		return fmt.Errorf("invalid --ttl %s: etcd raises lease TTLs below "+
-			"%s to its minimum; use --ttl %s or more", ttl, MinTTL, MinTTL)
-	case ttl%time.Second != 0:
-		return fmt.Errorf("invalid --ttl %s: etcd lease TTLs are whole "+
-			"seconds; use --ttl %s or %s", ttl, ttl.Truncate(time.Second),
-			ttl.Truncate(time.Second)+time.Second)
 	case interval < MinInterval:
 		return fmt.Errorf("invalid --interval %s: use at least %s",
 			interval, MinInterval)
@@ -186,6 +191,44 @@ func ValidateTiming(ttl, interval, statusMax time.Duration) error {
 			"least --interval %s", statusMax, interval)
 	}
 	return nil
+}
+
+// validateTTL checks that ttl is whole seconds from MinTTL to MaxTTL.
+func validateTTL(ttl time.Duration) error {
+	ttlRange := fmt.Sprintf("use --ttl from %s to %s",
+		shortDuration(MinTTL), shortDuration(MaxTTL))
+	switch {
+	case ttl < 0:
+		return fmt.Errorf("invalid --ttl %s: the TTL is negative; %s",
+			shortDuration(ttl), ttlRange)
+	case ttl == 0:
+		return fmt.Errorf("invalid --ttl 0s: the TTL must be positive; %s",
+			ttlRange)
+	case ttl < MinTTL:
+		return fmt.Errorf("invalid --ttl %s: etcd raises lease TTLs below "+
+			"%s to its minimum; %s", shortDuration(ttl), MinTTL, ttlRange)
+	case ttl > MaxTTL:
+		return fmt.Errorf("invalid --ttl %s: a host that died would stay "+
+			"healthy that long; %s", shortDuration(ttl), ttlRange)
+	case ttl%time.Second != 0:
+		return fmt.Errorf("invalid --ttl %s: etcd lease TTLs are whole "+
+			"seconds; use --ttl %s or %s", ttl, ttl.Truncate(time.Second),
+			ttl.Truncate(time.Second)+time.Second)
+	}
+	return nil
+}
+
+// shortDuration formats d without trailing zero units: "1h" rather than
+// time.Duration's "1h0m0s".
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // MaxNameLength is the longest --name accepted.

@@ -98,11 +98,35 @@ func openOrNone(ctx context.Context, lib nvml.Interface, opts Options) Backend {
 		return b
 	}
 	if errors.Is(err, ErrNoDriver) {
-		opts.Logger.Warn("no NVIDIA driver found; reporting zero GPUs",
-			"error", err)
+		opts.Logger.Warn(noDriverMessage(err), "error", err)
 	} else {
 		opts.Logger.Error("NVML is unusable; reporting zero GPUs",
 			"error", err)
 	}
 	return None{Reason: err.Error()}
+}
+
+// nvmlLibrary is the library that nvml.New, given no path, loads
+// (go-nvml v0.13.4-1).
+const nvmlLibrary = "libnvidia-ml.so.1"
+
+// noDriverMessage returns the warning for an ErrNoDriver from the real
+// NVML library: what is missing and how to fix it or silence it.
+func noDriverMessage(err error) string {
+	const orNone = "or, on a host without GPUs, run with --gpu-backend " +
+		"none, which silences this warning; reporting zero GPUs"
+	var ret nvml.Return
+	errors.As(err, &ret)
+	switch ret {
+	case nvml.ERROR_DRIVER_NOT_LOADED:
+		return "NVIDIA driver not loaded: " + nvmlLibrary + " is " +
+			"installed but the nvidia kernel module is not loaded; load " +
+			"it or reinstall the NVIDIA driver, " + orNone
+	case nvml.ERROR_NO_PERMISSION:
+		return "no permission to use the NVIDIA driver: give the agent " +
+			"read and write access to /dev/nvidiactl and /dev/nvidia*, " +
+			orNone
+	}
+	return "no NVIDIA driver found: cannot load " + nvmlLibrary +
+		"; install the NVIDIA driver, " + orNone
 }

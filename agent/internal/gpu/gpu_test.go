@@ -479,6 +479,39 @@ func TestLibraryNotFound(t *testing.T) {
 	require.NoError(t, b.Close())
 	assert.Equal(t, 1, strings.Count(logs.String(), "no NVIDIA driver"))
 	assert.Contains(t, logs.String(), "ERROR_LIBRARY_NOT_FOUND")
+	assert.Contains(t, logs.String(), "cannot load libnvidia-ml.so.1")
+	assert.Contains(t, logs.String(), "install the NVIDIA driver")
+	assert.Contains(t, logs.String(), "--gpu-backend none")
+}
+
+func TestNoDriverMessageNamesTheFix(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		ret  nvml.Return
+		want string
+	}{
+		{nvml.ERROR_LIBRARY_NOT_FOUND, "no NVIDIA driver found: cannot load " +
+			"libnvidia-ml.so.1; install the NVIDIA driver, or, on a host " +
+			"without GPUs, run with --gpu-backend none"},
+		{nvml.ERROR_DRIVER_NOT_LOADED, "nvidia kernel module is not loaded"},
+		{nvml.ERROR_NO_PERMISSION, "access to /dev/nvidiactl and /dev/nvidia*"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.ret.Error(), func(t *testing.T) {
+			srv := NewSimulatedDGXA100("host-nodriver")
+			srv.InitFunc = func() nvml.Return { return tt.ret }
+			var logs bytes.Buffer
+			opts := Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+
+			b := openOrNone(context.Background(), srv, opts)
+			assert.IsType(t, None{}, b)
+			assert.Contains(t, logs.String(), "level=WARN")
+			assert.Contains(t, logs.String(), tt.want)
+			assert.Contains(t, logs.String(), "--gpu-backend none")
+			assert.Contains(t, logs.String(), "reporting zero GPUs")
+			assert.Contains(t, logs.String(), tt.ret.Error())
+		})
+	}
 }
 
 func TestInitFailureNeverCallsShutdown(t *testing.T) {

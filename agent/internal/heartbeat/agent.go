@@ -109,6 +109,11 @@ type Agent struct {
 	change     changeDetector
 	// callTimeout bounds each etcd call.
 	callTimeout time.Duration
+
+	// registered is set by the first successful registration, and outage
+	// counts failed status writes; only Run's goroutine uses them.
+	registered bool
+	outage     writeOutage
 }
 
 // New checks cfg and returns an Agent with a fresh random instance ID.
@@ -187,6 +192,10 @@ func (a *Agent) Run(ctx context.Context) error {
 				return nil
 			}
 			a.obs.RegistrationLost(err)
+		} else if a.outage.active() {
+			// A registration writes the status too, so it counts as
+			// one more failed write of the outage.
+			a.outage.fail(a.cfg.Now())
 		}
 		if errors.Is(err, ErrHostIDInUse) {
 			return err
@@ -197,7 +206,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 
 		delay := a.backoff.delay(attempt)
-		a.log.Warn("not registered; retrying", "error", err,
+		a.log.Warn("not registered; retrying",
+			"error", a.explainUnreachable(err),
 			"attempt", attempt+1, "retry_in", delay.Round(time.Millisecond))
 		if !sleepCtx(ctx, delay) {
 			a.log.Info("stopped before registering")

@@ -24,7 +24,10 @@
 //     taken away. Then, and while etcd is unreachable, the agent grants a
 //     new lease and registers again. Retries use capped exponential
 //     backoff with jitter, and each is logged with its error. etcd being
-//     unreachable at start is not fatal.
+//     unreachable at start is not fatal, and the logged error then names
+//     the endpoints that did not respond. The first status write that
+//     succeeds after failed ones is logged once, at info level, with how
+//     long writes failed and how many attempts failed.
 //   - Every etcd call has its own timeout. On shutdown the agent, in one
 //     transaction guarded by its lease owning the status key, sets
 //     stopped_at in the registration and deletes the status key, then

@@ -76,6 +76,8 @@ func (a *Agent) tryRegister(ctx context.Context) (*session, error) {
 		"ttl", a.cfg.TTL, "replaced_status_key", holder != nil)
 	a.obs.Registered(lease)
 	a.obs.StatusWritten(WriteRegistered)
+	a.registered = true
+	a.statusWritten()
 	return sess, nil
 }
 

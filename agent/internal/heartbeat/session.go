@@ -128,6 +128,7 @@ func (a *Agent) maybeWrite(ctx context.Context, s *session,
 		s.lastStatus, s.lastWrite = status, a.cfg.Now()
 		a.obs.StatusWritten(reason)
 		a.log.Debug("status written", "reason", reason)
+		a.statusWritten()
 		return nil
 	case errors.Is(err, ErrStatusLost),
 		errors.Is(err, rpctypes.ErrLeaseNotFound):
@@ -135,7 +136,10 @@ func (a *Agent) maybeWrite(ctx context.Context, s *session,
 	case ctx.Err() != nil:
 		return ctx.Err()
 	}
-	a.log.Warn("write status; retrying at next sample", "error", err)
+	a.outage.fail(a.cfg.Now())
+	a.log.Warn("write status; retrying at next sample",
+		"error", a.explainUnreachable(err),
+		"failed_attempts", a.outage.failed)
 	return nil
 }
 

@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"unicode"
 
 	"github.com/YoungBoyGod/remotegpu/pkg/api"
+	"github.com/YoungBoyGod/remotegpu/pkg/secretfile"
 )
 
 // MinTokenLength is the shortest token LoadToken accepts, so that a
@@ -43,9 +43,11 @@ func (Token) LogValue() slog.Value { return slog.StringValue("[redacted]") }
 func (t Token) Value() string { return string(t.value) }
 
 // LoadToken reads a token from path. Surrounding whitespace, such as a
-// final newline, is ignored. Errors name the file but never its content.
+// final newline, is ignored. It rejects, with a *secretfile.ModeError, a
+// file that its group or other users may read or write. Errors name the
+// file but never its content.
 func LoadToken(path string) (Token, error) {
-	data, err := os.ReadFile(path)
+	data, err := secretfile.Read(path)
 	if err != nil {
 		return Token{}, fmt.Errorf("read token file: %w", err)
 	}

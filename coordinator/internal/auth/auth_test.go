@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/YoungBoyGod/remotegpu/pkg/api"
+	"github.com/YoungBoyGod/remotegpu/pkg/secretfile"
 )
 
 const secret = "s3cret-token-marker-0123456789"
@@ -53,6 +54,40 @@ func TestLoadToken(t *testing.T) {
 
 	_, err = LoadToken(filepath.Join(t.TempDir(), "missing"))
 	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
+func TestLoadTokenChecksFileMode(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		mode os.FileMode
+		ok   bool
+	}{
+		{"0600 accepted", 0o600, true},
+		{"0400 accepted", 0o400, true},
+		{"0640 rejected", 0o640, false},
+		{"0604 rejected", 0o604, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := writeToken(t, secret+"\n")
+			require.NoError(t, os.Chmod(path, tc.mode))
+
+			tok, err := LoadToken(path)
+			if tc.ok {
+				require.NoError(t, err)
+				assert.True(t, tok.Matches(secret))
+				return
+			}
+			var modeErr *secretfile.ModeError
+			require.ErrorAs(t, err, &modeErr)
+			assert.Contains(t, err.Error(), path)
+			assert.Contains(t, err.Error(), fmt.Sprintf("has mode %04o", uint32(tc.mode)))
+			assert.Contains(t, err.Error(), "chmod 600 "+path)
+			assert.NotContains(t, err.Error(), secret)
+		})
+	}
 }
 
 func TestTokenNeverPrinted(t *testing.T) {

@@ -2,7 +2,8 @@
 // static bearer token.
 //
 // The token is read from a file, so that it never appears in a command
-// line or in the process environment. Requests are checked in constant
+// line or in the process environment, and LoadToken rejects a file that
+// its group or other users may read or write (see pkg/secretfile). Requests are checked in constant
 // time with crypto/subtle, so the time to reject a guess does not depend
 // on how much of it matched. A rejected request gets 401 with a JSON
 // api.Error and a WWW-Authenticate header; the server logs nothing about

@@ -16,14 +16,15 @@ import (
 func (o *clientOptions) addSecurityFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.tokenFile, "token-file", "",
 		"file with the bearer token of the coordinator's --auth-token-file, "+
-			"sent with every request")
+			"sent with every request (mode 0600 or stricter)")
 	fs.StringVar(&o.caCert, "cacert", "",
 		"PEM CA certificate that signed the coordinator's HTTPS certificate; "+
 			"the system's CAs when empty")
 }
 
 // securityOptions returns the client options of --token-file and
-// --cacert. Errors name the file, never the token.
+// --cacert. A token file that its group or other users may read or write
+// is rejected. Errors name the file, never the token.
 func (o *clientOptions) securityOptions() ([]client.Option, error) {
 	var opts []client.Option
 	if o.tokenFile != "" {
