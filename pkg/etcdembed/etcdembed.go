@@ -10,10 +10,12 @@ package etcdembed
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -22,6 +24,7 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
 )
 
 // serveStoppedMessage is what etcd logs at error level for each listener
@@ -90,6 +93,11 @@ type Config struct {
 	// ClientCAFile, when set with CertFile, makes the member require a
 	// client certificate signed by this CA on the client URL.
 	ClientCAFile string
+
+	// Logger receives this package's own messages, such as the warning
+	// about a client URL open to other hosts; slog.Default() when nil.
+	// etcd's own log goes to stderr at LogLevel.
+	Logger *slog.Logger
 }
 
 // Server is a running embedded member.
@@ -97,6 +105,31 @@ type Server struct {
 	etcd    *embed.Etcd
 	lock    *os.File
 	closing *atomic.Bool
+	grpc    *grpcServers
+}
+
+// grpcServers collects the member's client gRPC servers, which etcd
+// creates after the member is ready and hands to Config.ServiceRegister.
+type grpcServers struct {
+	mu      sync.Mutex
+	servers []*grpc.Server
+}
+
+func (g *grpcServers) add(s *grpc.Server) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.servers = append(g.servers, s)
+}
+
+// stop closes every connection of every server at once and cancels their
+// streams, without waiting for the streams to end.
+func (g *grpcServers) stop() {
+	g.mu.Lock()
+	servers := g.servers
+	g.mu.Unlock()
+	for _, s := range servers {
+		s.Stop()
+	}
 }
 
 // Start launches the member and waits until it serves clients.
@@ -111,6 +144,8 @@ func Start(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
+	servers := &grpcServers{}
+	ec.ServiceRegister = servers.add
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create etcd data dir: %w", err)
 	}
@@ -137,7 +172,8 @@ func Start(cfg Config) (*Server, error) {
 	}
 	select {
 	case <-e.Server.ReadyNotify():
-		return &Server{etcd: e, lock: lock, closing: closing}, nil
+		cfg.warnIfExposed(e.Server.AuthStore().IsAuthEnabled())
+		return &Server{etcd: e, lock: lock, closing: closing, grpc: servers}, nil
 	case err := <-e.Err():
 		e.Close()
 		lock.Close()
@@ -259,17 +295,32 @@ func (s *Server) ClientURL() string {
 	return s.etcd.Clients[0].Addr().String()
 }
 
-// Err returns a channel that receives a fatal server error.
+// Err returns a channel that receives a fatal server error. Once Close
+// has begun it may also receive the nil or listener-closed results of the
+// client servers that Close stops, so stop reading it before Close.
 func (s *Server) Err() <-chan error { return s.etcd.Err() }
 
 // Close stops the member and releases the data dir. It is safe to call twice.
 //
-// NOTE: etcd waits up to its request timeout (about 7 s with default
-// election settings) for open client streams, such as agents' lease
-// keepalives, before it forces them closed.
+// Close stops the etcd server, and with it raft and the lessor, before it
+// closes any client connection, so no lease expires while Close runs. A
+// holder that cannot renew while a coordinator shuts down loses no lease
+// time, and after a restart etcd's new leader renews every lease to its
+// full TTL. Close then cuts open client streams, such as agents' watches
+// and lease keepalives, at once instead of waiting up to etcd's request
+// timeout (about 7 s with default election settings) for them to end.
+//
+// NOTE: in a cluster of several members, stopping the leader first hands
+// leadership to another member, which can take up to that request timeout.
 func (s *Server) Close() {
 	if s.etcd != nil {
 		s.closing.Store(true)
+		// In etcd v3.7.3, embed.Etcd.Close then finds the gRPC servers
+		// stopped, so its graceful stop returns at once. Its own call of
+		// EtcdServer.Stop returns at once too, because the server has
+		// already stopped.
+		s.etcd.Server.Stop()
+		s.grpc.stop()
 		s.etcd.Close()
 		s.etcd = nil
 	}

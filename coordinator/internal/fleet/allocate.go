@@ -456,7 +456,7 @@ func (f *Fleet) findIdempotent(
 }
 
 // idempotentResult returns the allocation an idempotency key points to,
-// after checking that it was created for the same amounts.
+// after checking that it was created for the same amounts, owner and TTL.
 func (f *Fleet) idempotentResult(
 	ctx context.Context, r request, allocID string,
 ) (api.Allocation, error) {
@@ -482,5 +482,22 @@ func (f *Fleet) idempotentResult(
 			"belongs to allocation %q of owner %q, not %q; use a new key",
 			service.ErrConflict, r.IdempotencyKey, rec.ID, rec.Owner, r.Owner)
 	}
+	// r.TTLSeconds has the default TTL applied, so a request without
+	// ttl_seconds matches an allocation that got the default.
+	if rec.TTLSeconds != r.TTLSeconds {
+		return api.Allocation{}, fmt.Errorf("%w: idempotency key %q "+
+			"belongs to allocation %q with ttl_seconds %s, not %s; use a "+
+			"new key for a different request", service.ErrConflict,
+			r.IdempotencyKey, rec.ID, describeTTL(rec.TTLSeconds),
+			describeTTL(r.TTLSeconds))
+	}
 	return toAPIAllocation(rec), nil
+}
+
+// describeTTL formats ttl_seconds for a message, naming 0.
+func describeTTL(seconds int64) string {
+	if seconds == 0 {
+		return "0 (no TTL)"
+	}
+	return fmt.Sprintf("%d", seconds)
 }

@@ -542,3 +542,60 @@ func checkInvariant(t *testing.T, e *env) int {
 	}
 	return active
 }
+
+func TestIdempotencyKeyComparesTTL(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	f := e.startFleet(t, nil)
+	e.registerHost(t, hostDoc("h1", 64, 256, 0))
+	waitHealth(t, f, "h1", api.HealthHealthy, 5*time.Second)
+
+	req := api.AllocationRequest{CPU: 1, TTLSeconds: 60, IdempotencyKey: "job-ttl"}
+	a, created, err := f.Allocate(ctx(t), req)
+	require.NoError(t, err)
+	require.True(t, created)
+
+	same, created, err := f.Allocate(ctx(t), req)
+	require.NoError(t, err)
+	assert.False(t, created)
+	assert.Equal(t, a.ID, same.ID)
+
+	tests := []struct {
+		name string
+		ttl  int64
+		want string
+	}{
+		{"longer ttl", 120, "with ttl_seconds 60, not 120"},
+		{"no ttl", 0, "with ttl_seconds 60, not 0 (no TTL)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			other := req
+			other.TTLSeconds = tt.ttl
+			_, _, err := f.Allocate(ctx(t), other)
+			require.ErrorIs(t, err, service.ErrConflict)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.Contains(t, err.Error(), `idempotency key "job-ttl"`)
+			assert.Contains(t, err.Error(), "use a new key")
+		})
+	}
+
+	// A request without ttl_seconds matches an allocation that got the
+	// default TTL.
+	withDefault := e.startFleet(t, func(c *Config) {
+		c.DefaultAllocationTTL = 90 * time.Second
+	})
+	waitHealth(t, withDefault, "h1", api.HealthHealthy, 5*time.Second)
+	defaulted := api.AllocationRequest{CPU: 1, IdempotencyKey: "job-default"}
+	b, created, err := withDefault.Allocate(ctx(t), defaulted)
+	require.NoError(t, err)
+	require.True(t, created)
+	assert.Equal(t, int64(90), b.TTLSeconds)
+	again, created, err := withDefault.Allocate(ctx(t), defaulted)
+	require.NoError(t, err)
+	assert.False(t, created)
+	assert.Equal(t, b.ID, again.ID)
+	_, _, err = f.Allocate(ctx(t), defaulted)
+	require.ErrorIs(t, err, service.ErrConflict)
+	assert.Contains(t, err.Error(), "with ttl_seconds 90, not 0 (no TTL)")
+}

@@ -101,9 +101,6 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("invalid --busy-gpu-memory %d: "+
 			"must be 0 (default %d) or more bytes",
 			cfg.BusyGPUMemoryBytes, DefaultBusyGPUMemoryBytes)
-	case cfg.DefaultAllocationTTL < 0:
-		return cfg, fmt.Errorf("fleet config: DefaultAllocationTTL is "+
-			"%s, must not be negative", cfg.DefaultAllocationTTL)
 	case cfg.ReleasedRetention < 0 ||
 		cfg.ReleasedRetention > 0 && cfg.ReleasedRetention < minReleasedRetention:
 		return cfg, fmt.Errorf("fleet config: ReleasedRetention is %s, "+
@@ -114,6 +111,9 @@ func (cfg Config) withDefaults() (Config, error) {
 			"must not be negative", cfg.CallTimeout)
 	}
 	if err := cfg.checkLifetime(); err != nil {
+		return cfg, err
+	}
+	if err := checkDefaultTTL(cfg.DefaultAllocationTTL); err != nil {
 		return cfg, err
 	}
 

@@ -79,7 +79,10 @@ func (f *Fleet) runSweep(ctx context.Context) {
 // committed with a compare-and-swap, so a stale view or a second
 // coordinator doing the same work changes nothing twice.
 type sweepPlan struct {
-	expire  []string
+	expire []string
+	// refresh lists active allocations whose expires_at passed while
+	// their lease is still alive.
+	refresh []string
 	lose    []string
 	restore []string
 	release []string
@@ -95,6 +98,7 @@ func (f *Fleet) sweep(ctx context.Context) {
 		do  func(context.Context, string) error
 	}{
 		{OpExpire, p.expire, f.expireAllocation},
+		{OpRefreshExpiry, p.refresh, f.refreshExpiry},
 		{OpLost, p.lose, f.markLost},
 		{OpRestore, p.restore, f.restoreLost},
 		{OpRelease, p.release, f.releaseLost},
@@ -128,11 +132,16 @@ func (f *Fleet) planSweep() sweepPlan {
 			p.expire = append(p.expire, id)
 			continue
 		}
+		if rec.TTLSeconds > 0 && rec.ExpiresAt != nil &&
+			now.After(*rec.ExpiresAt) {
+			p.refresh = append(p.refresh, id)
+		}
 		f.planHostLocked(&p, rec, now)
 	}
 	f.mu.RUnlock()
 
-	for _, ids := range [][]string{p.expire, p.lose, p.restore, p.release} {
+	for _, ids := range [][]string{p.expire, p.refresh, p.lose, p.restore,
+		p.release} {
 		rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 	}
 	return p

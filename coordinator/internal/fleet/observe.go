@@ -33,6 +33,10 @@ const (
 	OpLease    = "lease"
 )
 
+// OpRefreshExpiry is the operation that moves a record's expires_at to
+// the end of its lease, passed like the operations above.
+const OpRefreshExpiry = "refresh_expiry"
+
 // Reasons passed to Observer.Relisted.
 const (
 	RelistCompacted = "compacted"

@@ -20,6 +20,29 @@ const (
 	maxTTLSeconds = 365 * 24 * 3600
 )
 
+// maxTTL is maxTTLSeconds as a duration.
+const maxTTL = maxTTLSeconds * time.Second
+
+// checkDefaultTTL validates Config.DefaultAllocationTTL against the
+// limits of ttl_seconds, so the default is a TTL a request could ask for.
+func checkDefaultTTL(ttl time.Duration) error {
+	switch {
+	case ttl < 0:
+		return fmt.Errorf("invalid --default-allocation-ttl %s: it is "+
+			"negative; use 0 for allocations that live until released, "+
+			"or a positive duration", ttl)
+	case ttl > 0 && ttl < time.Second:
+		return fmt.Errorf("invalid --default-allocation-ttl %s: TTLs "+
+			"are whole seconds, so use at least 1s, or 0 for "+
+			"allocations that live until released", ttl)
+	case ttl > maxTTL:
+		return fmt.Errorf("invalid --default-allocation-ttl %s: more "+
+			"than the maximum of %s (one year, %d seconds)", ttl, maxTTL,
+			maxTTLSeconds)
+	}
+	return nil
+}
+
 // request is a validated AllocationRequest with its defaults applied.
 type request struct {
 	api.AllocationRequest

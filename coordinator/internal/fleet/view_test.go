@@ -300,7 +300,14 @@ func TestConfigValidation(t *testing.T) {
 		{"negative attempts", func(c *Config) { c.MaxAttempts = -1 }, "MaxAttempts is -1"},
 		{"negative busy", func(c *Config) { c.BusyGPUMemoryBytes = -1 }, "--busy-gpu-memory -1"},
 		{"negative ttl", func(c *Config) { c.DefaultAllocationTTL = -time.Second },
-			"DefaultAllocationTTL"},
+			"invalid --default-allocation-ttl -1s: it is negative"},
+		{"sub-second ttl", func(c *Config) { c.DefaultAllocationTTL = 500 * time.Millisecond },
+			"invalid --default-allocation-ttl 500ms: TTLs are whole seconds"},
+		{"ttl above maximum", func(c *Config) { c.DefaultAllocationTTL = 9000 * time.Hour },
+			"invalid --default-allocation-ttl 9000h0m0s: more than the maximum of 8760h0m0s"},
+		{"ttl one second above maximum", func(c *Config) {
+			c.DefaultAllocationTTL = 365*24*time.Hour + time.Second
+		}, "maximum of 8760h0m0s"},
 		{"short retention", func(c *Config) { c.ReleasedRetention = time.Second }, "at least 2s"},
 		{"negative timeout", func(c *Config) { c.CallTimeout = -1 }, "CallTimeout"},
 	}
@@ -313,6 +320,11 @@ func TestConfigValidation(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.want)
 		})
 	}
+
+	maxTTL := e.config()
+	maxTTL.DefaultAllocationTTL = 365 * 24 * time.Hour
+	_, err := New(maxTTL)
+	require.NoError(t, err, "a default TTL of exactly one year")
 
 	f, err := New(e.config())
 	require.NoError(t, err)

@@ -118,7 +118,7 @@ func (m *Metrics) initSeries() {
 	}
 	writes := []string{fleet.OpAllocate, fleet.OpRelease, fleet.OpRenew,
 		fleet.OpExpire, fleet.OpLost, fleet.OpRestore, fleet.OpDrain,
-		fleet.OpRemove}
+		fleet.OpRemove, fleet.OpRefreshExpiry}
 	for _, op := range writes {
 		m.conflicts.WithLabelValues(op)
 	}
