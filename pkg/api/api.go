@@ -107,9 +107,13 @@ type AllocationRequest struct {
 	Owner          string            `json:"owner,omitempty"`
 	IdempotencyKey string            `json:"idempotency_key,omitempty"`
 	// TTLSeconds limits the allocation's life without renewal; 0 takes the
-	// coordinator's default.
+	// coordinator's default. At most MaxTTLSeconds.
 	TTLSeconds int64 `json:"ttl_seconds,omitempty"`
 }
+
+// MaxTTLSeconds is the largest AllocationRequest.TTLSeconds the
+// coordinator accepts: one year of 365 days.
+const MaxTTLSeconds = 365 * 24 * 3600
 
 // Selection is the body of POST /v1/select: where a request would go now,
 // without allocating anything.

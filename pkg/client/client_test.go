@@ -458,3 +458,27 @@ func TestBackoffBounds(t *testing.T) {
 		assert.Equal(t, time.Second, p.delay(1, time.Minute), "Retry-After is capped")
 	}
 }
+
+func TestKeepAliveNegativeIntervalStillReleases(t *testing.T) {
+	t.Parallel()
+	s := newStub(t, stubResponse{status: 200, body: `{"id": "alloc-1", "state": "released"}`})
+	c := s.client(t)
+
+	err := c.KeepAlive(ctx(t), "alloc-1", -time.Second)
+	require.ErrorIs(t, err, ErrInvalid)
+	assert.Contains(t, err.Error(), "keepalive interval -1s is negative")
+	require.Equal(t, 1, s.count(), "only the release is sent, no renewal")
+	got := s.last()
+	assert.Equal(t, http.MethodDelete, got.Method)
+	assert.Equal(t, "/v1/allocations/alloc-1", got.RawPath)
+}
+
+func TestKeepAliveNegativeIntervalKeepsItsError(t *testing.T) {
+	t.Parallel()
+	s := newStub(t, stubResponse{status: 500, body: errBody("boom", api.CodeInternal)})
+	c := s.client(t)
+
+	err := c.KeepAlive(ctx(t), "alloc-1", -time.Second)
+	require.ErrorIs(t, err, ErrInvalid, "the invalid interval is the error, not the release's")
+	assert.Equal(t, http.MethodDelete, s.last().Method)
+}

@@ -18,6 +18,6 @@
 // ErrUnauthorized and ErrUnavailable with errors.Is. A connection error
 // that survives the retries matches ErrUnavailable too.
 //
-// KeepAlive renews an allocation until its context ends and then releases
-// it.
+// KeepAlive renews an allocation until its context ends or a renewal
+// fails, and releases it before returning in every case.
 package client

@@ -20,18 +20,22 @@ const minDerivedInterval = 500 * time.Millisecond
 // a third of the allocation's TTL, which KeepAlive reads first. An
 // allocation without a TTL is then not renewed, only released at the end.
 //
-// A renewal that fails with ErrUnavailable (the coordinator or etcd is
-// briefly unreachable) is tried again at the next tick. Any other renewal
-// error is fatal: KeepAlive stops renewing, still releases, and returns
-// that error. Otherwise it returns the release error, if any; a release
-// that finds the allocation gone (ErrNotFound) counts as success. The end
-// of ctx itself is not an error.
+// KeepAlive releases the allocation before it returns in every case, so
+// that the caller can hand over the allocation's lifetime entirely. A
+// negative interval is an ErrInvalid error that ends KeepAlive at once,
+// after the release. A renewal that fails with ErrUnavailable (the
+// coordinator or etcd is briefly unreachable) is tried again at the next
+// tick. Any other renewal error is fatal: KeepAlive stops renewing, still
+// releases, and returns that error. Otherwise it returns the release
+// error, if any; a release that finds the allocation gone (ErrNotFound)
+// counts as success. The end of ctx itself is not an error.
 func (c *Client) KeepAlive(ctx context.Context, allocID string, interval time.Duration) error {
-	if interval < 0 {
-		return fmt.Errorf("%w: keepalive interval %s is negative", ErrInvalid, interval)
-	}
 	var renewErr error
-	if interval == 0 {
+	if interval < 0 {
+		renewErr = fmt.Errorf("%w: keepalive interval %s is negative; use 0 for a third "+
+			"of the allocation's TTL, or a positive interval", ErrInvalid, interval)
+	}
+	if renewErr == nil && interval == 0 {
 		interval, renewErr = c.renewInterval(ctx, allocID)
 		if ctx.Err() != nil {
 			renewErr = nil

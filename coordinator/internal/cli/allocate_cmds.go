@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -53,18 +52,14 @@ type allocateOptions struct {
 	placementOptions
 	owner          string
 	idempotencyKey string
-	ttl            time.Duration
+	ttl            ttlFlag
 }
 
 func newAllocateCommand() *cobra.Command {
 	a := &allocateOptions{}
 	cmd := clientCommand("allocate", "Allocate CPUs, memory and GPUs on a host",
 		cobra.NoArgs, func(cl *call) error {
-			req, err := a.request()
-			if err != nil {
-				return usageError{err}
-			}
-			alloc, created, err := cl.client.Allocate(cl.ctx, req)
+			alloc, created, err := cl.client.Allocate(cl.ctx, a.request())
 			if err != nil {
 				return err
 			}
@@ -82,21 +77,17 @@ func newAllocateCommand() *cobra.Command {
 	fs.StringVar(&a.owner, "owner", "", "who the allocation is for, shown in listings")
 	fs.StringVar(&a.idempotencyKey, "idempotency-key", "",
 		"key that makes retries of this request return the same allocation")
-	fs.DurationVar(&a.ttl, "ttl", 0,
-		"lifetime without renewal, in whole seconds (e.g. 30m); 0 uses the coordinator's default")
+	fs.Var(&a.ttl, "ttl", "lifetime without renewal, in whole seconds up to "+
+		formatHours(maxTTL)+" (e.g. 30m); 0 uses the coordinator's default")
 	return cmd
 }
 
-func (a *allocateOptions) request() (api.AllocationRequest, error) {
-	if a.ttl < 0 || a.ttl%time.Second != 0 {
-		return api.AllocationRequest{}, fmt.Errorf(
-			"invalid --ttl %s: use whole seconds, e.g. 90s or 30m", a.ttl)
-	}
+func (a *allocateOptions) request() api.AllocationRequest {
 	req := a.placementOptions.request()
 	req.Owner = a.owner
 	req.IdempotencyKey = a.idempotencyKey
-	req.TTLSeconds = int64(a.ttl / time.Second)
-	return req, nil
+	req.TTLSeconds = int64(time.Duration(a.ttl) / time.Second)
+	return req
 }
 
 func newSelectCommand() *cobra.Command {

@@ -157,7 +157,21 @@ func TestAllocateErrors(t *testing.T) {
 		{[]string{"allocate", "--gpu", "1", "--owner", strings.Repeat("o", 257)}, 1,
 			`field "owner" is 257 bytes long, more than the maximum of 256 bytes`},
 		{[]string{"allocate", "--memory", "16G"}, 2, `invalid argument "16G" for "--memory" flag`},
-		{[]string{"allocate", "--gpu", "1", "--ttl", "1500ms"}, 2, "invalid --ttl 1.5s: use whole seconds"},
+		{[]string{"allocate", "--gpu", "1", "--ttl", "1500ms"}, 2,
+			`invalid argument "1500ms" for "--ttl" flag: use whole seconds, such as 90s or 30m`},
+		{[]string{"allocate", "--gpu", "1", "--ttl", "-5s"}, 2,
+			`invalid argument "-5s" for "--ttl" flag: it is negative; use 0 for the ` +
+				`coordinator's default, or a duration from 1s to 8760h (one year)`},
+		{[]string{"allocate", "--gpu", "1", "--ttl", "-1.5s"}, 2, "it is negative"},
+		{[]string{"allocate", "--gpu", "1", "--ttl", "100000h"}, 2,
+			`invalid argument "100000h" for "--ttl" flag: it is more than the maximum of 8760h (one year)`},
+		{[]string{"allocate", "--gpu", "1", "--ttl", "8760h1s"}, 2, "more than the maximum of 8760h"},
+		{[]string{"allocate", "--gpu", "1", "--ttl", "3000000h"}, 2,
+			`invalid argument "3000000h" for "--ttl" flag: it is more than the maximum of 8760h`},
+		{[]string{"allocate", "--gpu", "1", "--ttl", "-3000000h"}, 2, "it is negative"},
+		{[]string{"allocate", "--gpu", "1", "--ttl", "10y"}, 2,
+			`invalid argument "10y" for "--ttl" flag: not a duration; use a number with a unit`},
+		{[]string{"allocate", "--gpu", "1", "--ttl", "600"}, 2, "not a duration"},
 		{[]string{"allocate", "--label", "zone"}, 2, `"zone" for "--label" flag`},
 		{[]string{"allocations", "--state", "stopped"}, 1, `query parameter state is "stopped"`},
 		{[]string{"release", "alloc-9"}, 1, `allocation "alloc-9"`},
@@ -227,10 +241,13 @@ func TestAddrFromEnvironment(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, "127.0.0.1:1")
 
+	// REMOTEGPU_JSON=true turns errors into JSON as well.
 	t.Setenv("REMOTEGPU_TIMEOUT", "soon")
 	code, _, stderr = run(t, "hosts")
 	assert.Equal(t, 2, code)
-	assert.Contains(t, stderr, `invalid REMOTEGPU_TIMEOUT="soon"`)
+	e := decodeErrorOutput(t, stderr)
+	assert.Contains(t, e.Error, `invalid REMOTEGPU_TIMEOUT="soon"`)
+	assert.Equal(t, "usage", e.Code)
 }
 
 func TestUnknownCommandIsUsageError(t *testing.T) {
@@ -291,7 +308,10 @@ func TestSelectCommand(t *testing.T) {
 	assert.Regexp(t, `(?m)^0\s+GPU-gpu-1-0$`, out)
 
 	out = f.runOK(t, "select", "--cpu", "2", "--gpu", "2")
-	assert.Contains(t, out, "would take 2 CPUs, 0.0 GiB of memory and 2 GPUs;")
+	assert.Contains(t, out, "would take 2 CPUs, 0 B of memory and 2 GPUs;")
+
+	out = f.runOK(t, "select", "--cpu", "1", "--memory", "50MiB")
+	assert.Contains(t, out, "would take 1 CPU, 50.0 MiB of memory and 0 GPUs;")
 
 	out = f.runOK(t, "select", "--cpu", "2")
 	assert.Contains(t, out, "and 0 GPUs; nothing was allocated.\n")
@@ -314,4 +334,80 @@ func TestSelectCommand(t *testing.T) {
 	assert.Contains(t, stderr, `invalid argument "lots" for "--memory" flag`)
 	stderr = f.runFailCode(t, 2, "select", "gpu-1")
 	assert.Contains(t, stderr, `unknown command "gpu-1" for "remotegpu-coordinator select"`)
+}
+
+// decodeErrorOutput decodes stderr, which must be exactly one JSON line of
+// errorOutput and nothing else.
+func decodeErrorOutput(t *testing.T, stderr string) errorOutput {
+	t.Helper()
+	require.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
+	dec := json.NewDecoder(strings.NewReader(stderr))
+	dec.DisallowUnknownFields()
+	var e errorOutput
+	require.NoError(t, dec.Decode(&e), "stderr: %q", stderr)
+	require.NotEmpty(t, e.Error)
+	return e
+}
+
+func TestJSONErrors(t *testing.T) {
+	t.Parallel()
+	f := newAPIFixture(t)
+	cases := []struct {
+		name   string
+		args   []string
+		exit   int
+		want   errorOutput
+		substr string
+	}{
+		{"not found", []string{"host", "gpu-9", "--json"}, 1,
+			errorOutput{Error: `not found: host "gpu-9"`, Code: "not_found", Status: 404}, ""},
+		{"no capacity", []string{"allocate", "--gpu", "9", "--json"}, 1,
+			errorOutput{Code: "no_capacity", Status: 409}, "no host has 0 CPUs"},
+		{"invalid filter", []string{"allocations", "--state", "bogus", "--json"}, 1,
+			errorOutput{Code: "invalid", Status: 400}, `query parameter state is "bogus"`},
+		{"usage before --json", []string{"allocate", "--ttl", "-5s", "--json"}, 2,
+			errorOutput{Code: "usage"}, "it is negative"},
+		{"usage after --json", []string{"allocate", "--json", "--ttl", "-5s"}, 2,
+			errorOutput{Code: "usage"}, "it is negative"},
+		{"json=true", []string{"release", "--json=true"}, 2,
+			errorOutput{Code: "usage"}, "accepts 1 arg(s), received 0"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := run(t, append(tc.args, "--addr", f.addr)...)
+			assert.Equal(t, tc.exit, code, "the exit code is the same as without --json")
+			assert.Empty(t, stdout)
+			got := decodeErrorOutput(t, stderr)
+			if tc.substr != "" {
+				assert.Contains(t, got.Error, tc.substr)
+				got.Error = ""
+				tc.want.Error = ""
+			}
+			assert.Equal(t, tc.want, got)
+			assert.NotContains(t, stderr, "(HTTP ", "the status is a field of its own")
+			assert.NotContains(t, stderr, "--help", "nothing but the JSON object")
+		})
+	}
+
+	t.Run("unreachable", func(t *testing.T) {
+		code, _, stderr := run(t, "hosts", "--json", "--addr", "http://127.0.0.1:1",
+			"--timeout", "2s")
+		assert.Equal(t, 1, code)
+		got := decodeErrorOutput(t, stderr)
+		assert.Equal(t, "unavailable", got.Code)
+		assert.Zero(t, got.Status)
+		assert.Contains(t, got.Error, "cannot reach the coordinator at http://127.0.0.1:1")
+	})
+
+	t.Run("json=false stays text", func(t *testing.T) {
+		code, _, stderr := run(t, "host", "gpu-9", "--json=false", "--addr", f.addr)
+		assert.Equal(t, 1, code)
+		assert.Equal(t, "Error: not found: host \"gpu-9\" (HTTP 404)\n", stderr)
+	})
+
+	t.Run("command without --json stays text", func(t *testing.T) {
+		code, _, stderr := run(t, "serve", "--json")
+		assert.Equal(t, 2, code)
+		assert.True(t, strings.HasPrefix(stderr, "Error: unknown flag: --json\n"), stderr)
+	})
 }

@@ -93,8 +93,8 @@ func writeHostDetails(out io.Writer, h api.Host, now time.Time) error {
 	fmt.Fprintf(tw, "Health:\t%s\n", health)
 	fmt.Fprintf(tw, "Last heartbeat:\t%s\n", age(h.LastHeartbeat, now))
 	fmt.Fprintf(tw, "CPU allocated:\t%d/%d (%.0f%% busy)\n", h.UsedCPU, h.TotalCPU, h.CPUPercent)
-	fmt.Fprintf(tw, "Memory allocated:\t%s/%s GiB (%s GiB in use)\n",
-		gib(h.UsedMemory), gib(h.TotalMemory), gib(h.MemoryInUse))
+	fmt.Fprintf(tw, "Memory allocated:\t%s/%s (%s in use)\n",
+		formatSize(h.UsedMemory), formatSize(h.TotalMemory), formatSize(h.MemoryInUse))
 	fmt.Fprintf(tw, "GPUs free:\t%d/%d\n", freeGPUs(h), h.TotalGPU)
 	if len(h.Labels) > 0 {
 		fmt.Fprintf(tw, "Labels:\t%s\n", formatLabels(h.Labels))
@@ -154,7 +154,7 @@ func writeAllocation(out io.Writer, a api.Allocation, created bool) error {
 			a.ID, a.HostID, orDash(a.HostAddress), a.IdempotencyKey)
 	}
 	fmt.Fprintf(tw, "CPU:\t%d\n", a.CPU)
-	fmt.Fprintf(tw, "Memory:\t%s GiB\n", gib(a.Memory))
+	fmt.Fprintf(tw, "Memory:\t%s\n", formatSize(a.Memory))
 	fmt.Fprintf(tw, "GPUs:\t%d\n", len(a.GPUs))
 	if a.ExpiresAt != nil {
 		fmt.Fprintf(tw, "Expires:\t%s (renew or it ends)\n", a.ExpiresAt.Format(time.RFC3339))
@@ -201,9 +201,10 @@ func plural(n int, singular, pluralForm string) string {
 // writeSelection prints where the select dry run would place req.
 func writeSelection(out io.Writer, req api.AllocationRequest, sel api.Selection) error {
 	h := sel.Host
-	_, err := fmt.Fprintf(out, "Host %s (%s) would take %s, %s GiB of memory and %s; "+
+	_, err := fmt.Fprintf(out, "Host %s (%s) would take %s, %s of memory and %s; "+
 		"nothing was allocated.\n", h.ID, orDash(h.IPAddress),
-		plural(req.CPU, "CPU", "CPUs"), gib(req.Memory), plural(len(sel.GPUs), "GPU", "GPUs"))
+		plural(req.CPU, "CPU", "CPUs"), formatSize(req.Memory),
+		plural(len(sel.GPUs), "GPU", "GPUs"))
 	if err != nil || len(sel.GPUs) == 0 {
 		return err
 	}

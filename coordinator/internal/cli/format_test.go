@@ -33,6 +33,10 @@ func TestHostTable(t *testing.T) {
 			TotalCPU: 8, TotalMemory: 3 << 29, LastHeartbeat: &old,
 		},
 		{ID: "new", Health: api.HealthUnknown, Status: "active", TotalGPU: 2, UsedGPU: 1},
+		{
+			ID: "small", Health: api.HealthHealthy, Status: "active",
+			TotalCPU: 1, UsedCPU: 1, UsedMemory: 50 << 20, TotalMemory: 512 << 20,
+		},
 	}
 
 	var out bytes.Buffer
@@ -41,8 +45,45 @@ func TestHostTable(t *testing.T) {
 		"ID        ADDRESS   HEALTH              CPU   MEMORY (GiB)  GPUS FREE  LAST HEARTBEAT\n" +
 		"gpu-1     10.0.0.1  healthy             4/32  16.0/256.0    1/4        7s ago\n" +
 		"cpu-only  -         unhealthy,draining  0/8   0.0/1.5       0/0        3h ago\n" +
-		"new       -         unknown             0/0   0.0/0.0       1/2        -\n"
+		"new       -         unknown             0/0   0.0/0.0       1/2        -\n" +
+		"small     -         healthy             1/1   0.049/0.5     0/0        -\n"
 	assert.Equal(t, want, out.String())
+}
+
+func TestSmallMemoryNeverPrintsAsZero(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		bytes      int64
+		gib, sized string
+	}{
+		{0, "0.0", "0 B"},
+		{1, "0.00000000093", "1 B"},
+		{1023, "0.00000095", "1023 B"},
+		{1 << 10, "0.00000095", "1.0 KiB"},
+		{1 << 20, "0.00098", "1.0 MiB"},
+		{50 << 20, "0.049", "50.0 MiB"},
+		{100 << 20, "0.098", "100.0 MiB"},
+		{103 << 20, "0.1", "103.0 MiB"},
+		{80 << 20, "0.078", "80.0 MiB"},
+		{512 << 20, "0.5", "512.0 MiB"},
+		{16 << 30, "16.0", "16.0 GiB"},
+		{3 << 39, "1536.0", "1.5 TiB"},
+	}
+	for _, tc := range cases {
+		assert.Equal(t, tc.gib, gib(tc.bytes), "gib(%d)", tc.bytes)
+		assert.Equal(t, tc.sized, formatSize(tc.bytes), "formatSize(%d)", tc.bytes)
+	}
+}
+
+func TestHostDetailsSmallMemory(t *testing.T) {
+	t.Parallel()
+	h := api.Host{
+		ID: "small", Health: api.HealthHealthy, UsedMemory: 50 << 20,
+		TotalMemory: 2 << 30, MemoryInUse: 300 << 20,
+	}
+	var out bytes.Buffer
+	require.NoError(t, writeHostDetails(&out, h, time.Now()))
+	assert.Regexp(t, `(?m)^Memory allocated:\s+50\.0 MiB/2\.0 GiB \(300\.0 MiB in use\)$`, out.String())
 }
 
 func TestAge(t *testing.T) {
@@ -86,6 +127,14 @@ func TestAllocationOutput(t *testing.T) {
 		"ID       HOST   OWNER  STATE   CPU  MEMORY (GiB)  GPUS  CREATED  EXPIRES\n" +
 		"alloc-1  gpu-1  alice  active  4    16.0          2     1m ago   in 1m30s\n"
 	assert.Equal(t, want, out.String())
+
+	out.Reset()
+	a.Memory = 50 << 20
+	require.NoError(t, writeAllocation(&out, a, true))
+	assert.Contains(t, out.String(), "Memory:   50.0 MiB\n")
+	out.Reset()
+	require.NoError(t, writeAllocationTable(&out, []api.Allocation{a}, now))
+	assert.Contains(t, out.String(), "  0.049  ")
 }
 
 func TestPlural(t *testing.T) {

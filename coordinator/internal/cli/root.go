@@ -17,7 +17,8 @@ import (
 // Main runs the command line with args (without the program name) and
 // returns the process exit code: 0 on success, 2 for a usage error (an
 // unknown command, or an invalid flag, argument or environment variable)
-// and 1 for any other error. The error message goes to stderr.
+// and 1 for any other error. The error message goes to stderr, as an
+// errorOutput JSON object when the command was given --json.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := NewRootCommand(stdout, stderr)
 	root.SetArgs(args)
@@ -36,16 +37,32 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(stderr, "Error: %v\n", err)
 	var usage usageError
-	if parsed && !errors.As(err, &usage) {
-		return 1
+	if !parsed && !errors.As(err, &usage) {
+		err = usageError{err}
 	}
-	if cmd == nil {
-		cmd = root
+	isUsage := errors.As(err, &usage)
+
+	if wantsJSON(cmd, args, parsed) {
+		writeJSONError(stderr, err)
+		return exitCode(isUsage)
 	}
-	fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
-	return 2
+	fmt.Fprintf(stderr, "Error: %v\n", err)
+	if isUsage {
+		if cmd == nil {
+			cmd = root
+		}
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	}
+	return exitCode(isUsage)
+}
+
+// exitCode returns 2 for a usage error and 1 for any other.
+func exitCode(isUsage bool) int {
+	if isUsage {
+		return 2
+	}
+	return 1
 }
 
 // usageError marks an invalid flag, argument or setting, for which Main

@@ -131,9 +131,8 @@ func (o *serveOptions) validate(fs *pflag.FlagSet) error {
 	if o.maxAttempts < 1 {
 		return fmt.Errorf("invalid --max-attempts %d: must be at least 1", o.maxAttempts)
 	}
-	if o.defaultAllocationTTL < 0 || o.defaultAllocationTTL%time.Second != 0 {
-		return fmt.Errorf("invalid --default-allocation-ttl %s: use whole seconds, "+
-			"0 for no expiry", o.defaultAllocationTTL)
+	if err := checkTTL(o.defaultAllocationTTL, "no expiry"); err != nil {
+		return fmt.Errorf("invalid --default-allocation-ttl %s: %w", o.defaultAllocationTTL, err)
 	}
 	if o.releasedRetention < 2*time.Second {
 		return fmt.Errorf("invalid --released-retention %s: must be at least 2s, "+

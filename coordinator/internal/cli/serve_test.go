@@ -31,7 +31,10 @@ func TestServeFlagErrors(t *testing.T) {
 		{[]string{"--busy-gpu-memory", "1XB"}, `invalid size "1XB"`},
 		{[]string{"--max-attempts", "0"}, "invalid --max-attempts 0: must be at least 1"},
 		{[]string{"--default-allocation-ttl", "1500ms"}, "invalid --default-allocation-ttl 1.5s: use whole seconds"},
-		{[]string{"--default-allocation-ttl", "-1s"}, "invalid --default-allocation-ttl -1s"},
+		{[]string{"--default-allocation-ttl", "-1s"}, "invalid --default-allocation-ttl -1s: " +
+			"it is negative; use 0 for no expiry, or a duration from 1s to 8760h (one year)"},
+		{[]string{"--default-allocation-ttl", "8761h"}, "invalid --default-allocation-ttl " +
+			"8761h0m0s: it is more than the maximum of 8760h (one year)"},
 		{[]string{"--released-retention", "1s"}, "invalid --released-retention 1s: must be at least 2s"},
 		{[]string{"--etcd-call-timeout", "0s"}, "invalid --etcd-call-timeout 0s"},
 		{[]string{"--shutdown-timeout", "0s"}, "invalid --shutdown-timeout 0s"},

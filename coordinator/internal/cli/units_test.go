@@ -2,6 +2,7 @@ package cli
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -66,4 +67,45 @@ func TestFormatBytesRoundTrips(t *testing.T) {
 	}
 	assert.Equal(t, "16GiB", formatBytes(16<<30))
 	assert.Equal(t, "1536MiB", formatBytes(3<<29))
+}
+
+func TestTTLFlag(t *testing.T) {
+	t.Parallel()
+	valid := map[string]time.Duration{
+		"0":     0,
+		"0s":    0,
+		"90s":   90 * time.Second,
+		"30m":   30 * time.Minute,
+		"8760h": 8760 * time.Hour,
+	}
+	for in, want := range valid {
+		var f ttlFlag
+		require.NoError(t, f.Set(in), in)
+		assert.Equal(t, want, time.Duration(f), in)
+	}
+
+	invalid := map[string]string{
+		"-1s":           "it is negative; use 0 for the coordinator's default, or a duration from 1s to 8760h",
+		"-99999999999h": "it is negative",
+		"8760h0m1s":     "it is more than the maximum of 8760h (one year)",
+		"99999999999h":  "it is more than the maximum of 8760h (one year)",
+		"1.5s":          "use whole seconds, such as 90s or 30m",
+		"500ms":         "use whole seconds",
+		"10y":           "not a duration; use a number with a unit, such as 90s, 30m or 24h",
+		"":              "not a duration",
+		"60":            "not a duration",
+	}
+	for in, want := range invalid {
+		var f ttlFlag
+		err := f.Set(in)
+		require.Error(t, err, in)
+		assert.Contains(t, err.Error(), want, in)
+		assert.Zero(t, f, "a rejected value leaves the flag unchanged")
+	}
+
+	var f ttlFlag
+	assert.Equal(t, "0", f.String(), "a zero default is not shown in --help")
+	require.NoError(t, f.Set("10m"))
+	assert.Equal(t, "10m0s", f.String())
+	assert.Equal(t, "duration", f.Type())
 }

@@ -236,6 +236,21 @@ func TestKeepAliveDerivesInterval(t *testing.T) {
 	// nothing, which is not a second error.
 	err = c.KeepAlive(testCtx(t), "alloc-404", 0)
 	require.ErrorIs(t, err, client.ErrNotFound)
+}
 
-	require.ErrorIs(t, c.KeepAlive(testCtx(t), alloc.ID, -time.Second), client.ErrInvalid)
+func TestKeepAliveNegativeIntervalReleases(t *testing.T) {
+	t.Parallel()
+	h := newClientHarness(t)
+	c := h.client
+	alloc, _, err := c.Allocate(testCtx(t), api.AllocationRequest{GPU: 1, TTLSeconds: 60})
+	require.NoError(t, err)
+
+	err = c.KeepAlive(testCtx(t), alloc.ID, -time.Second)
+	require.ErrorIs(t, err, client.ErrInvalid)
+	assert.Contains(t, err.Error(), "keepalive interval -1s is negative")
+	assert.Zero(t, h.fleet.Calls("Renew"))
+	assert.Equal(t, 1, h.fleet.Calls("Release"), "released even though the interval is invalid")
+	got, err := c.GetAllocation(testCtx(t), alloc.ID)
+	require.NoError(t, err)
+	assert.Equal(t, "released", got.State)
 }

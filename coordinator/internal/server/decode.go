@@ -39,7 +39,9 @@ var allocationFields = jsonFieldNames(reflect.TypeFor[api.AllocationRequest]())
 // DecodeAllocationRequest reads one JSON object of at most
 // api.MaxBodyBytes from r and checks its syntax and types. Every field
 // must be known and given once. Numbers must be whole, non-negative and
-// fit in 64 bits, and the strategy, if set, must be one of api.Strategies.
+// fit in 64 bits, and ttl_seconds at most api.MaxTTLSeconds. A whole
+// number may be written with a fraction or an exponent, such as 1e3 or
+// 2.0. The strategy, if set, must be one of api.Strategies.
 // Missing fields are zero. The fleet judges whether the request makes
 // sense, for example whether it asks for anything.
 //
@@ -73,6 +75,11 @@ func checkAllocationRequest(req *api.AllocationRequest) error {
 		if f.value < 0 {
 			return invalidf("field %q is %d; it must not be negative", f.name, f.value)
 		}
+	}
+	if req.TTLSeconds > api.MaxTTLSeconds {
+		return invalidf("field \"ttl_seconds\" is %d, more than the maximum of %d "+
+			"(one year); use 0 for the coordinator's default", req.TTLSeconds,
+			api.MaxTTLSeconds)
 	}
 	if len(req.Owner) > MaxOwnerBytes {
 		return invalidf("field \"owner\" is %d bytes long, more than the maximum of %d bytes",
@@ -147,10 +154,11 @@ func decodeObject(data []byte, fields []string, v any) error {
 
 	// The keys are known to be exact and unique, so the strict decode
 	// below only has to check the values' types.
-	dec := json.NewDecoder(bytes.NewReader(data))
+	target := reflect.TypeOf(v).Elem()
+	dec := json.NewDecoder(bytes.NewReader(normalizeWholeNumbers(data, target)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return describeValueError(err, reflect.TypeOf(v).Elem(), data, hint)
+		return describeValueError(err, target, data, hint)
 	}
 	return nil
 }
@@ -258,10 +266,20 @@ func describeJSONError(err error, data []byte, hint string) error {
 			strings.TrimPrefix(syntaxErr.Error(), "json: "), syntaxErr.Offset, hint)
 	case errors.As(err, &typeErr):
 		return invalidf("field %q must be %s, got %s",
-			typeErr.Field, expectedValue(typeErr.Type), typeErr.Value)
+			typeErr.Field, expectedFieldValue(typeErr.Field, typeErr.Type), typeErr.Value)
 	default:
 		return invalidf("invalid request body: %s", strings.TrimPrefix(err.Error(), "json: "))
 	}
+}
+
+// expectedFieldValue describes, for an error message, what JSON fits
+// the field name of type t, with the field's own range where it has one.
+func expectedFieldValue(name string, t reflect.Type) string {
+	if name == "ttl_seconds" {
+		return fmt.Sprintf("a whole number of seconds from 0 to %d (one year)",
+			api.MaxTTLSeconds)
+	}
+	return expectedValue(t)
 }
 
 // expectedValue describes, for an error message, what JSON fits type t.

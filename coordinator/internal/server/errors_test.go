@@ -3,6 +3,7 @@ package server_test
 import (
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/YoungBoyGod/remotegpu/coordinator/internal/server"
 	"github.com/YoungBoyGod/remotegpu/pkg/api"
 )
 
@@ -32,7 +34,18 @@ var badAllocationBodies = []struct {
 		`field "cpu" must be a whole number from 0 to 9223372036854775807, got number 9223372036854775808`},
 	{"memory 2^63", `{"memory": 9223372036854775808}`, `field "memory"`},
 	{"gpu 2^64", `{"gpu": 18446744073709551616}`, `field "gpu"`},
-	{"ttl huge", `{"ttl_seconds": 1e30}`, `field "ttl_seconds"`},
+	{"ttl huge", `{"ttl_seconds": 1e30}`,
+		`field "ttl_seconds" must be a whole number of seconds from 0 to 31536000 (one year), got number 1e30`},
+	{"ttl fraction", `{"gpu": 1, "ttl_seconds": 1.5}`,
+		`field "ttl_seconds" must be a whole number of seconds from 0 to 31536000 (one year), got number 1.5`},
+	{"ttl exponent fraction", `{"gpu": 1, "ttl_seconds": 15e-1}`, `got number 15e-1`},
+	{"ttl over a year", `{"gpu": 1, "ttl_seconds": 31536001}`,
+		`field "ttl_seconds" is 31536001, more than the maximum of 31536000 (one year)`},
+	{"ttl over a year in exponent form", `{"gpu": 1, "ttl_seconds": 1e8}`,
+		`field "ttl_seconds" is 100000000, more than the maximum of 31536000`},
+	{"negative exponent form", `{"gpu": -1e0}`, `field "gpu" is -1; it must not be negative`},
+	{"huge exponent", `{"gpu": 1e999999999}`, `field "gpu" must be a whole number`},
+	{"exponent beyond int", `{"gpu": 1e99999999999999999999}`, `field "gpu" must be a whole number`},
 	{"memory below -2^63", `{"memory": -9223372036854775809}`, `field "memory"`},
 	{"cpu string", `{"cpu": "4"}`, `field "cpu" must be a whole number from 0 to 9223372036854775807, got string`},
 	{"memory with unit", `{"memory": "16GiB"}`, `field "memory"`},
@@ -97,6 +110,37 @@ func countReaching(cases []struct{ name, body, want string }) int {
 		}
 	}
 	return n
+}
+
+func TestWholeNumbersInExponentForm(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		body string
+		want api.AllocationRequest
+	}{
+		{`{"gpu": 1, "ttl_seconds": 1e3}`, api.AllocationRequest{GPU: 1, TTLSeconds: 1000}},
+		{`{"gpu": 1, "ttl_seconds": 1E+3}`, api.AllocationRequest{GPU: 1, TTLSeconds: 1000}},
+		{`{"gpu": 1, "ttl_seconds": 60.0}`, api.AllocationRequest{GPU: 1, TTLSeconds: 60}},
+		{`{"gpu": 1, "ttl_seconds": 0.6e2}`, api.AllocationRequest{GPU: 1, TTLSeconds: 60}},
+		{`{"gpu": 1, "ttl_seconds": 31536e3}`, api.AllocationRequest{GPU: 1, TTLSeconds: 31536000}},
+		{`{"gpu": 2e0, "memory": 1.6e10}`, api.AllocationRequest{GPU: 2, Memory: 16e9}},
+		{`{"cpu": 0e99999999999, "gpu": 1}`, api.AllocationRequest{GPU: 1}},
+		{`{"memory": 9.223372036854775807e18}`, api.AllocationRequest{Memory: math.MaxInt64}},
+		{`{"gpu": 1, "owner": "1e3"}`, api.AllocationRequest{GPU: 1, Owner: "1e3"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.body, func(t *testing.T) {
+			got, err := server.DecodeAllocationRequest(strings.NewReader(tc.body))
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+
+	// Beyond int64 stays an error that shows the number as sent.
+	_, err := server.DecodeAllocationRequest(strings.NewReader(`{"memory": 9.3e18}`))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `field "memory" must be a whole number from 0 to `+
+		`9223372036854775807, got number 9.3e18`)
 }
 
 func TestEmptyAllocationBody(t *testing.T) {
@@ -367,7 +411,9 @@ func TestQueryParametersRejected(t *testing.T) {
 		{"/v1/hosts?foo=1", `unknown query parameter "foo"; /v1/hosts takes no query parameters`},
 		{"/v1/hosts?state=healthy&a=b", `unknown query parameter "a"`},
 		{"/v1/hosts?x", `unknown query parameter "x"`},
-		{"/v1/hosts?a=%zz", `invalid query "a=%zz"`},
+		{"/v1/hosts?a=%zz", `invalid query part "a=%zz": invalid URL escape "%zz"; ` +
+			`/v1/hosts takes no query parameters`},
+		{"/v1/hosts?a;b", `invalid query part "a;b": invalid semicolon separator`},
 		{"/v1/hosts/gpu-1?verbose=1", `unknown query parameter "verbose"; /v1/hosts/gpu-1 takes no`},
 		{"/v1/hosts/gpu-1/health?x=1", `unknown query parameter "x"`},
 		{"/v1/allocations/alloc-1?x=1", `unknown query parameter "x"`},
@@ -382,6 +428,27 @@ func TestQueryParametersRejected(t *testing.T) {
 		})
 	}
 	assert.Zero(t, h.fleet.Calls("ListHosts"), "a rejected query must not reach the fleet")
+
+	// Endpoints that change state take no query either, so that an
+	// option such as ?force=1 does not silently go unused.
+	for _, tc := range []struct{ method, path, want string }{
+		{http.MethodPost, "/v1/allocations?dry_run=1", `unknown query parameter "dry_run"`},
+		{http.MethodPost, "/v1/select?x=%zz", `invalid query part "x=%zz"`},
+		{http.MethodDelete, "/v1/allocations/alloc-1?force=1", `unknown query parameter "force"`},
+		{http.MethodPost, "/v1/allocations/alloc-1/renew?ttl=60", `unknown query parameter "ttl"`},
+		{http.MethodPost, "/v1/hosts/gpu-1/drain?now;x", `invalid query part "now;x"`},
+		{http.MethodPost, "/v1/hosts/gpu-1/undrain?x=1", `unknown query parameter "x"`},
+		{http.MethodDelete, "/v1/hosts/gpu-1?force=1", `unknown query parameter "force"`},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			rec := h.do(tc.method, tc.path, "application/json", `{"gpu": 1}`)
+			requireAPIError(t, rec, http.StatusBadRequest, api.CodeInvalid, tc.want)
+		})
+	}
+	for _, method := range []string{"Allocate", "Select", "Release", "Renew", "Drain",
+		"Undrain", "RemoveHost"} {
+		assert.Zero(t, h.fleet.Calls(method), "a rejected query must not reach %s", method)
+	}
 
 	rec := h.do(http.MethodGet, "/v1/hosts?", "", "")
 	assert.Equal(t, http.StatusOK, rec.Code, "an empty query is no parameter")

@@ -2,11 +2,7 @@ package server
 
 import (
 	"fmt"
-	"maps"
 	"net/http"
-	"net/url"
-	"slices"
-	"strings"
 
 	"github.com/YoungBoyGod/remotegpu/coordinator/internal/service"
 	"github.com/YoungBoyGod/remotegpu/pkg/api"
@@ -45,8 +41,13 @@ func checkBodyHeaders(r *http.Request) error {
 	return requireJSON(r)
 }
 
+// decodeAllocationBody reads the body of POST /v1/allocations and POST
+// /v1/select, which take no query parameters.
 func (s *Server) decodeAllocationBody(w http.ResponseWriter,
 	r *http.Request) (api.AllocationRequest, error) {
+	if err := rejectQuery(r); err != nil {
+		return api.AllocationRequest{}, err
+	}
 	if r.ContentLength != 0 {
 		if err := checkBodyHeaders(r); err != nil {
 			return api.AllocationRequest{}, err
@@ -68,65 +69,4 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-}
-
-// allocationFilter reads the query of GET /v1/allocations. Unknown or
-// repeated parameters and invalid values are errors, so that a typo does
-// not silently list everything.
-func allocationFilter(q url.Values) (service.AllocationFilter, error) {
-	var f service.AllocationFilter
-	for name, values := range q {
-		if len(values) > 1 {
-			return f, fmt.Errorf("%w: query parameter %q is given %d times; give it once",
-				service.ErrInvalid, name, len(values))
-		}
-		switch v := values[0]; name {
-		case "host":
-			if err := keyspace.ValidID(v); err != nil {
-				return f, fmt.Errorf("%w: query parameter host: %v", service.ErrInvalid, err)
-			}
-			f.HostID = v
-		case "owner":
-			if len(v) > MaxOwnerBytes {
-				return f, fmt.Errorf("%w: query parameter owner is %d bytes long, more than "+
-					"the maximum of %d bytes", service.ErrInvalid, len(v), MaxOwnerBytes)
-			}
-			f.Owner = v
-		case "state":
-			if !slices.Contains(allocationStates, v) {
-				return f, fmt.Errorf("%w: query parameter state is %q; use one of %s",
-					service.ErrInvalid, v, strings.Join(allocationStates, ", "))
-			}
-			f.State = v
-		default:
-			return f, fmt.Errorf("%w: unknown query parameter %q; use host, owner or state",
-				service.ErrInvalid, name)
-		}
-	}
-	return f, nil
-}
-
-// rejectQuery rejects every query parameter of a GET endpoint that takes
-// none, so that a parameter meant as a filter does not silently return
-// everything.
-func rejectQuery(r *http.Request) error {
-	if r.URL.RawQuery == "" {
-		return nil
-	}
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		return fmt.Errorf("%w: invalid query %q: %v; %s takes no query parameters",
-			service.ErrInvalid, r.URL.RawQuery, err, r.URL.Path)
-	}
-	if len(q) == 0 {
-		return nil
-	}
-	name := slices.Sorted(maps.Keys(q))[0]
-	return fmt.Errorf("%w: unknown query parameter %q; %s takes no query parameters",
-		service.ErrInvalid, name, r.URL.Path)
-}
-
-var allocationStates = []string{
-	keyspace.StateActive, keyspace.StateLost,
-	keyspace.StateExpired, keyspace.StateReleased,
 }

@@ -68,6 +68,9 @@ func (s *Server) undrain(w http.ResponseWriter, r *http.Request) {
 func (s *Server) setDraining(w http.ResponseWriter, r *http.Request, draining bool) {
 	id, err := pathID(r, "host")
 	if err == nil {
+		err = rejectQuery(r)
+	}
+	if err == nil {
 		err = acceptEmptyBody(w, r)
 	}
 	if err != nil {
@@ -90,6 +93,9 @@ func (s *Server) setDraining(w http.ResponseWriter, r *http.Request, draining bo
 
 func (s *Server) removeHost(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r, "host")
+	if err == nil {
+		err = rejectQuery(r)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

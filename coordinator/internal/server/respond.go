@@ -12,12 +12,16 @@ import (
 )
 
 // writeJSON sends v with the given status. An encoding error can only come
-// from a broken connection at this point, so it is dropped.
+// from a broken connection at this point, so it is dropped. <, > and & go
+// out as themselves rather than as \u escapes, so that messages such as
+// "separate parameters with &" read as written; the nosniff header keeps
+// browsers from treating the body as HTML.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
 }
 

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -179,13 +180,76 @@ func TestListAllocationsBadQuery(t *testing.T) {
 		"?host=a%2Fb":           "query parameter host",
 		"?host=" + long(200):    "maximum of 128",
 		"?state=ACTIVE":         `"ACTIVE"`,
-		"?host=&state=released": "query parameter host: ID is empty",
+		"?host=&state=released": `query parameter "host" is empty; give a value, or omit it to list all`,
+		"?owner=":               `query parameter "owner" is empty`,
+		"?state=":               `query parameter "state" is empty`,
+		"?state":                `query parameter "state" is empty`,
+
+		// A query that url.ParseQuery rejects must not shrink to the
+		// parts that parse, which would list everything.
+		"?state=active;x": `invalid query part "state=active;x": invalid semicolon separator ` +
+			`in query; separate parameters with & and percent-encode`,
+		"?state=released;owner=me": `invalid query part "state=released;owner=me"`,
+		"?state=%zz":               `invalid query part "state=%zz": invalid URL escape "%zz"`,
+		"?owner=me&state=lost;x=1": `invalid query part "state=lost;x=1"`,
+		"?owner=100%&state=active": `invalid query part "owner=100%"`,
+		"?state=active&colour=%zz": `(; as %3B, % as %25, & as %26)`,
 	}
 	for query, want := range cases {
-		rec := h.do(http.MethodGet, "/v1/allocations"+query, "", "")
-		requireAPIError(t, rec, http.StatusBadRequest, api.CodeInvalid, want)
+		t.Run(query, func(t *testing.T) {
+			rec := h.do(http.MethodGet, "/v1/allocations"+query, "", "")
+			requireAPIError(t, rec, http.StatusBadRequest, api.CodeInvalid, want)
+		})
 	}
+	assert.Zero(t, h.fleet.Calls("ListAllocations"), "a rejected query must not reach the fleet")
 	h.requireNoErrorLogs()
+}
+
+func TestListAllocationsEncodedSemicolon(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	require.Equal(t, http.StatusCreated,
+		h.postJSON("/v1/allocations", `{"gpu": 1, "owner": "a;b"}`).Code)
+	require.Equal(t, http.StatusCreated,
+		h.postJSON("/v1/allocations", `{"gpu": 1, "owner": "a"}`).Code)
+
+	rec := h.do(http.MethodGet, "/v1/allocations?owner=a%3Bb", "", "")
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	list := decodeBody[api.AllocationList](t, rec)
+	require.Len(t, list.Allocations, 1)
+	assert.Equal(t, "a;b", list.Allocations[0].Owner)
+}
+
+func TestRenewWithoutTTLSaysWhatToDo(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	rec := h.postJSON("/v1/allocations", `{"gpu": 1}`)
+	require.Equal(t, http.StatusCreated, rec.Code)
+	alloc := decodeBody[api.Allocation](t, rec)
+
+	// The fake fleet renews anything, so the real fleet's error is
+	// injected.
+	h.fleet.FailNext("Renew", fmt.Errorf("%w: allocation %q has no TTL",
+		service.ErrInvalid, alloc.ID))
+	rec = h.do(http.MethodPost, "/v1/allocations/"+alloc.ID+"/renew", "", "")
+	requireAPIError(t, rec, http.StatusBadRequest, api.CodeInvalid,
+		fmt.Sprintf("allocation %q has no TTL", alloc.ID),
+		"it lives until released",
+		"request a new one with ttl_seconds")
+}
+
+func TestRenewOtherInvalidUnchanged(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	rec := h.postJSON("/v1/allocations", `{"gpu": 1, "ttl_seconds": 60}`)
+	require.Equal(t, http.StatusCreated, rec.Code)
+	alloc := decodeBody[api.Allocation](t, rec)
+
+	h.fleet.FailNext("Renew", fmt.Errorf("%w: something else", service.ErrInvalid))
+	rec = h.do(http.MethodPost, "/v1/allocations/"+alloc.ID+"/renew", "", "")
+	requireAPIError(t, rec, http.StatusBadRequest, api.CodeInvalid, "something else")
+	assert.NotContains(t, rec.Body.String(), "lives until released",
+		"an allocation with a TTL gets no advice about TTLs")
 }
 
 func long(n int) string { return strings.Repeat("x", n) }
