@@ -207,7 +207,7 @@ read_password() {
 	fi
 	mode=$(stat -c %a "$file")
 	if (((8#$mode & 8#077) != 0)); then
-		warn "password file \"$file\" has mode $mode; make it readable by its owner only: chmod 0600 \"$file\""
+		warn "password file \"$file\" has mode $mode, and the remotegpu daemons refuse such a file; make it readable by its owner only: chmod 0600 \"$file\""
 	fi
 	printf -v "$var" '%s' "$line"
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/YoungBoyGod/remotegpu/coordinator/internal/server"
 	"github.com/YoungBoyGod/remotegpu/pkg/etcdconn"
 	"github.com/YoungBoyGod/remotegpu/pkg/sdnotify"
+	"github.com/YoungBoyGod/remotegpu/pkg/secretfile"
 )
 
 // opsOptions are the serve flags for API security.
@@ -81,6 +82,9 @@ func newOps(o *opsOptions, l net.Listener, log *slog.Logger) (*ops, net.Listener
 	if err != nil {
 		return nil, nil, fmt.Errorf("load --tls-cert-file %q and --tls-key-file %q: %w",
 			o.tlsCertFile, o.tlsKeyFile, err)
+	}
+	if err := secretfile.CheckMode(o.tlsKeyFile); err != nil {
+		return nil, nil, fmt.Errorf("--tls-key-file: %w", err)
 	}
 	return p, tls.NewListener(l, &tls.Config{
 		Certificates: []tls.Certificate{cert},

@@ -137,6 +137,8 @@ func TestServeSecurityFlagErrors(t *testing.T) {
 	dir := t.TempDir()
 	short := filepath.Join(dir, "short")
 	require.NoError(t, os.WriteFile(short, []byte("changeme"), 0o600))
+	certs := testcerts.Generate(t, dir)
+	require.NoError(t, os.Chmod(certs.ServerKey, 0o644))
 	listen := fmt.Sprintf("127.0.0.1:%d", etcdtest.FreePort(t))
 
 	cases := map[string]struct {
@@ -153,6 +155,12 @@ func TestServeSecurityFlagErrors(t *testing.T) {
 			args: []string{"--tls-cert-file", filepath.Join(dir, "none.pem"),
 				"--tls-key-file", filepath.Join(dir, "none-key.pem")},
 			want: "load --tls-cert-file",
+			code: 1,
+		},
+		"key readable by others": {
+			args: []string{"--tls-cert-file", certs.ServerCert,
+				"--tls-key-file", certs.ServerKey},
+			want: "--tls-key-file: ",
 			code: 1,
 		},
 		"short token": {

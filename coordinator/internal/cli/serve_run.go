@@ -133,6 +133,7 @@ func (c *coordinator) startEmbeddedEtcd(o *serveOptions) error {
 		PeerURL:        o.etcdListenPeer,
 		InitialCluster: o.etcdInitialCluster,
 		ClusterToken:   o.etcdClusterToken,
+		Logger:         c.log,
 	})
 	if err != nil {
 		return err
@@ -220,9 +221,6 @@ func (c *coordinator) closeStores() {
 		c.log.Debug("etcd client closed")
 	}
 	if c.etcd != nil {
-		// NOTE: etcd's Close waits up to its request timeout (7 s with
-		// default election settings) for client streams, such as agents'
-		// lease keepalives, before it cuts them.
 		c.etcd.Close()
 		c.log.Info("embedded etcd stopped")
 	}
