@@ -20,6 +20,16 @@ func pathID(r *http.Request, kind string) (string, error) {
 	return id, nil
 }
 
+// pathIDOnly is pathID for routes that take no query parameters: it also
+// rejects any query.
+func pathIDOnly(r *http.Request, kind string) (string, error) {
+	id, err := pathID(r, kind)
+	if err != nil {
+		return "", err
+	}
+	return id, rejectQuery(r)
+}
+
 // acceptEmptyBody limits the body of a parameterless POST and accepts it if
 // it is empty or "{}" sent as JSON.
 func acceptEmptyBody(w http.ResponseWriter, r *http.Request) error {

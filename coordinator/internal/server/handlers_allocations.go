@@ -67,10 +67,7 @@ func (s *Server) listAllocations(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getAllocation(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r, "allocation")
-	if err == nil {
-		err = rejectQuery(r)
-	}
+	id, err := pathIDOnly(r, "allocation")
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -84,10 +81,7 @@ func (s *Server) getAllocation(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) release(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r, "allocation")
-	if err == nil {
-		err = rejectQuery(r)
-	}
+	id, err := pathIDOnly(r, "allocation")
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -101,10 +95,7 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r, "allocation")
-	if err == nil {
-		err = rejectQuery(r)
-	}
+	id, err := pathIDOnly(r, "allocation")
 	if err == nil {
 		err = acceptEmptyBody(w, r)
 	}

@@ -24,10 +24,7 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getHost(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r, "host")
-	if err == nil {
-		err = rejectQuery(r)
-	}
+	id, err := pathIDOnly(r, "host")
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -41,10 +38,7 @@ func (s *Server) getHost(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) hostHealth(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r, "host")
-	if err == nil {
-		err = rejectQuery(r)
-	}
+	id, err := pathIDOnly(r, "host")
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -66,10 +60,7 @@ func (s *Server) undrain(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) setDraining(w http.ResponseWriter, r *http.Request, draining bool) {
-	id, err := pathID(r, "host")
-	if err == nil {
-		err = rejectQuery(r)
-	}
+	id, err := pathIDOnly(r, "host")
 	if err == nil {
 		err = acceptEmptyBody(w, r)
 	}
@@ -92,10 +83,7 @@ func (s *Server) setDraining(w http.ResponseWriter, r *http.Request, draining bo
 }
 
 func (s *Server) removeHost(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r, "host")
-	if err == nil {
-		err = rejectQuery(r)
-	}
+	id, err := pathIDOnly(r, "host")
 	if err != nil {
 		s.fail(w, r, err)
 		return
