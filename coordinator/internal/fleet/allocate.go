@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	mathrand "math/rand/v2"
+	"slices"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -35,68 +37,155 @@ func (f *Fleet) Select(
 	if err := f.checkReady(); err != nil {
 		return api.Selection{}, err
 	}
-	ranked, err := f.rank(r, nil)
+	hostID, err := f.chooseHost(r, nil, nil)
 	if err != nil {
 		return api.Selection{}, err
 	}
 
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	h, ok := f.view.hosts[ranked[0]]
+	h, ok := f.view.hosts[hostID]
 	if !ok || h.info == nil {
 		return api.Selection{}, fmt.Errorf("%w: host %q left the view "+
-			"during selection; retry", service.ErrNoCapacity, ranked[0])
+			"during selection; retry", service.ErrNoCapacity, hostID)
 	}
-	_, gpus := f.judge(h, r)
+	gpus := f.freeGPUs(h, r)
 	return api.Selection{
 		Host: f.apiHostLocked(h),
-		GPUs: allocatedGPUs(gpus.free[:min(r.GPU, len(gpus.free))]),
+		GPUs: allocatedGPUs(gpus[:min(r.GPU, len(gpus))]),
 	}, nil
 }
 
-// rank returns the IDs of the hosts that can take r, best first, by the
-// request's strategy. fresh holds hosts re-read from etcd that turned out
-// unable to take r; they replace the view's state of those hosts. When no
-// host fits, the error wraps ErrNoCapacity and names the short resource.
-func (f *Fleet) rank(r request, fresh map[string]*hostState) ([]string, error) {
+// chooseHost returns the ID of the host to try r on: the best host by
+// r's strategy that is not in raced, or the best one when every host
+// that can take r is in raced. fresh holds hosts re-read from etcd that
+// turned out unable to take r. They replace the view's state of those
+// hosts. When no host fits, the error wraps ErrNoCapacity and names the
+// short resource.
+func (f *Fleet) chooseHost(
+	r request, fresh map[string]*hostState, raced map[string]bool,
+) (string, error) {
+	buf := candidateBuffers.Get().(*candidateBuffer)
+	defer buf.release()
+	candidates, err := f.candidates(r, fresh, buf)
+	if err != nil {
+		return "", err
+	}
+
+	if len(raced) > 0 && pickIgnoresOthers[r.Strategy] {
+		// The best host not in raced is the best host among those not
+		// in raced, or, when all are in raced, the best host.
+		if rest := slices.DeleteFunc(candidates, func(h *host.HostInfo) bool {
+			return raced[h.ID]
+		}); len(rest) > 0 {
+			candidates = rest
+		} else {
+			candidates = buf.pointers()
+		}
+		raced = nil
+	}
+
+	want := host.ResourceRequirement{CPU: r.CPU, Memory: r.Memory, GPU: r.GPU}
+	selector := f.rankers[r.Strategy]
+	if len(raced) == 0 {
+		// Select returns the host that Rank puts first, without
+		// scoring, sorting and copying every candidate.
+		best, err := selector.Select(candidates, want)
+		if err != nil {
+			return "", fmt.Errorf("%w: rank hosts: %w",
+				service.ErrNoCapacity, err)
+		}
+		return best.ID, nil
+	}
+	ranked, err := selector.Rank(candidates, want)
+	if err != nil {
+		return "", fmt.Errorf("%w: rank hosts: %w", service.ErrNoCapacity, err)
+	}
+	for _, h := range ranked {
+		if !raced[h.ID] {
+			return h.ID, nil
+		}
+	}
+	return ranked[0].ID, nil
+}
+
+// candidates returns the hosts that can take r in pkg/host form, in
+// storage from buf. fresh is as for chooseHost. When no host fits, the
+// error wraps ErrNoCapacity and names the short resource.
+func (f *Fleet) candidates(
+	r request, fresh map[string]*hostState, buf *candidateBuffer,
+) ([]*host.HostInfo, error) {
 	var s shortage
-	var candidates []*host.HostInfo
 
 	f.mu.RLock()
+	buf.infos = slices.Grow(buf.infos[:0], len(f.view.hosts))
 	for id, h := range f.view.hosts {
 		if re, ok := fresh[id]; ok {
 			h = re
 			s.fresh = append(s.fresh, freshNote(re, r, f))
 		}
-		v, gpus := f.judge(h, r)
-		s.add(h, v, gpus)
-		if v == fits {
-			candidates = append(candidates, candidate(h, gpus))
+		v := f.judge(h, r)
+		s.add(v)
+		if v.verdict == fits {
+			buf.infos = append(buf.infos, candidate(h, v))
 		}
 	}
 	f.mu.RUnlock()
 
-	if len(candidates) == 0 {
+	if len(buf.infos) == 0 {
 		return nil, s.err(r)
 	}
-	want := host.ResourceRequirement{CPU: r.CPU, Memory: r.Memory, GPU: r.GPU}
-	ranked, err := f.rankers[r.Strategy].Rank(candidates, want)
-	if err != nil {
-		return nil, fmt.Errorf("%w: rank hosts: %w", service.ErrNoCapacity, err)
-	}
+	return buf.pointers(), nil
+}
 
-	ids := make([]string, len(ranked))
-	for i, h := range ranked {
-		ids[i] = h.ID
+// pickIgnoresOthers lists the strategies whose pick among some hosts
+// does not depend on the hosts left out, so chooseHost may drop the hosts
+// lost in a race and Select from the rest. Under least_used and bin_pack
+// a host's score depends on that host alone, and random picks uniformly.
+// most_free scales each resource by the largest candidate's total, and
+// round_robin's Rank moves the rotation to the best host even when that
+// host raced, so those two rank every candidate instead.
+var pickIgnoresOthers = map[string]bool{
+	api.StrategyLeastUsed: true,
+	api.StrategyBinPack:   true,
+	api.StrategyRandom:    true,
+}
+
+// candidateBuffer is the storage of one candidates call. Requests reuse
+// it through candidateBuffers, which keeps ranking a large fleet from
+// allocating a HostInfo per host.
+type candidateBuffer struct {
+	infos []host.HostInfo
+	ptrs  []*host.HostInfo
+}
+
+var candidateBuffers = sync.Pool{
+	New: func() any { return new(candidateBuffer) },
+}
+
+// pointers fills b.ptrs with pointers to b.infos and returns it. Call it
+// after the last append to b.infos, which may move them.
+func (b *candidateBuffer) pointers() []*host.HostInfo {
+	b.ptrs = slices.Grow(b.ptrs[:0], len(b.infos))
+	for i := range b.infos {
+		b.ptrs = append(b.ptrs, &b.infos[i])
 	}
-	return ids, nil
+	return b.ptrs
+}
+
+// release clears b, so the pool keeps no labels or names alive, and
+// returns it to candidateBuffers.
+func (b *candidateBuffer) release() {
+	clear(b.infos)
+	clear(b.ptrs)
+	b.infos, b.ptrs = b.infos[:0], b.ptrs[:0]
+	candidateBuffers.Put(b)
 }
 
 // freshNote explains why a host re-read from etcd cannot take r.
 func freshNote(h *hostState, r request, f *Fleet) string {
-	v, gpus := f.judge(h, r)
 	return fmt.Sprintf("host %q on a fresh read: %s", h.id,
-		describeShortfall(h, r, v, gpus))
+		describeShortfall(r, f.judge(h, r)))
 }
 
 // Allocate places req on a host and records it in etcd. See the package
@@ -165,8 +254,7 @@ func (f *Fleet) allocate(
 func (f *Fleet) place(
 	ctx context.Context, r request,
 ) (api.Allocation, bool, int, error) {
-	p := placement{r: r, fresh: make(map[string]*hostState),
-		raced: make(map[string]bool)}
+	p := placement{r: r}
 	defer func() {
 		if !p.created && !p.uncertain {
 			f.revokeAllocationLease(ctx, "", p.lease)
@@ -174,14 +262,13 @@ func (f *Fleet) place(
 	}()
 
 	for attempt := 1; attempt <= f.cfg.MaxAttempts; attempt++ {
-		ranked, err := f.rank(r, p.fresh)
+		hostID, err := f.chooseHost(r, p.fresh, p.raced)
 		if err != nil {
 			return api.Allocation{}, false, attempt - 1, err
 		}
 		if err := f.ensureLease(ctx, &p); err != nil {
 			return api.Allocation{}, false, attempt - 1, err
 		}
-		hostID := pickHost(ranked, p.raced)
 
 		res := f.commit(ctx, r, hostID, p.lease)
 		switch {
@@ -192,6 +279,9 @@ func (f *Fleet) place(
 			p.created = res.created
 			return res.alloc, res.created, attempt, nil
 		case res.fresh != nil:
+			if p.fresh == nil {
+				p.fresh = make(map[string]*hostState)
+			}
 			p.fresh[hostID] = res.fresh
 			continue
 		case res.leaseGone:
@@ -199,6 +289,9 @@ func (f *Fleet) place(
 			continue
 		}
 
+		if p.raced == nil {
+			p.raced = make(map[string]bool)
+		}
 		p.raced[hostID] = true
 		p.conflicts++
 		f.casConflict(OpAllocate)
@@ -213,7 +306,9 @@ func (f *Fleet) place(
 
 // placement is the state of one place call.
 type placement struct {
-	r         request
+	r request
+	// fresh and raced are nil until the first host is re-read or lost in
+	// a race. See chooseHost.
 	fresh     map[string]*hostState
 	raced     map[string]bool
 	conflicts int
@@ -235,17 +330,6 @@ func (f *Fleet) ensureLease(ctx context.Context, p *placement) error {
 	return err
 }
 
-// pickHost returns the best host not lost in a race yet, or the best one
-// when every host was.
-func pickHost(ranked []string, raced map[string]bool) string {
-	for _, id := range ranked {
-		if !raced[id] {
-			return id
-		}
-	}
-	return ranked[0]
-}
-
 // pause sleeps a random time that grows with the attempt, so racing
 // coordinators spread out.
 func pause(ctx context.Context, attempt int) error {
@@ -265,7 +349,7 @@ func (f *Fleet) gaveUp(
 	r request, fresh map[string]*hostState, conflicts int,
 ) error {
 	if conflicts == 0 {
-		if _, err := f.rank(r, fresh); err != nil {
+		if _, err := f.chooseHost(r, fresh, nil); err != nil {
 			return err
 		}
 		return fmt.Errorf("%w: gave up after %d hosts that looked free "+
@@ -304,12 +388,11 @@ func (f *Fleet) commit(
 	if err != nil {
 		return commitResult{err: err}
 	}
-	v, gpus := f.judge(h, r)
-	if v != fits {
+	if f.judge(h, r).verdict != fits {
 		return commitResult{fresh: h}
 	}
 
-	rec, err := f.newRecord(h, r, gpus.free[:r.GPU])
+	rec, err := f.newRecord(h, r, f.freeGPUs(h, r)[:r.GPU])
 	if err != nil {
 		return commitResult{err: err}
 	}

@@ -32,7 +32,10 @@ func (f *Fleet) callContext(
 
 // readHost reads a host's info, status and ledger in one linearizable
 // transaction and returns them with the read's revision. Invalid
-// documents are kept as errors in the returned state, not returned.
+// documents are kept as errors in the returned state, not returned. A
+// key still at the revision the view holds takes the view's decoded
+// document instead of being decoded again: a key has one value per
+// revision, and decoded documents are never changed in place.
 func (f *Fleet) readHost(
 	ctx context.Context, op, hostID string,
 ) (*hostState, error) {
@@ -48,21 +51,64 @@ func (f *Fleet) readHost(
 	}
 
 	h := newHostState(hostID)
+	known := f.viewDocuments(hostID)
 	now := f.now()
 	for i, r := range resp.Responses {
 		for _, kv := range r.GetResponseRange().Kvs {
 			key := string(kv.Key)
 			switch i {
 			case 0:
+				if kv.ModRevision == known.infoRev {
+					h.info, h.infoRev = known.info, known.infoRev
+					continue
+				}
 				_ = h.putInfo(key, kv)
 			case 1:
+				if kv.ModRevision == known.statusRev {
+					h.setStatus(known.statusRev, known.status,
+						known.statusErr, now)
+					continue
+				}
 				_ = h.putStatus(key, kv, now)
 			case 2:
+				if kv.ModRevision == known.ledgerRev {
+					h.ledger, h.ledgerRev, h.ledgerErr =
+						known.ledger, known.ledgerRev, known.ledgerErr
+					continue
+				}
 				_ = h.putLedger(key, kv)
 			}
 		}
 	}
 	return h, nil
+}
+
+// hostDocuments is a host's decoded keys with their revisions, each
+// revision 0 when the key is absent.
+type hostDocuments struct {
+	info      *keyspace.HostInfo
+	infoRev   int64
+	status    *keyspace.HostStatus
+	statusRev int64
+	statusErr error
+	ledger    *keyspace.Ledger
+	ledgerRev int64
+	ledgerErr error
+}
+
+// viewDocuments returns the view's decoded keys of hostID.
+func (f *Fleet) viewDocuments(hostID string) hostDocuments {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	h, ok := f.view.hosts[hostID]
+	if !ok {
+		return hostDocuments{}
+	}
+	return hostDocuments{
+		info: h.info, infoRev: h.infoRev,
+		status: h.status, statusRev: h.statusRev, statusErr: h.statusErr,
+		ledger: h.ledger, ledgerRev: h.ledgerRev, ledgerErr: h.ledgerErr,
+	}
 }
 
 // infoError explains why a host read by readHost has no usable info.

@@ -25,38 +25,46 @@ const (
 	tooSmall
 )
 
-// gpuChoice is a host's GPUs as seen by one request.
-type gpuChoice struct {
-	// capacity counts the GPUs that match the request's model and memory.
-	capacity int
-	// free lists the matching GPUs that are healthy, not busy and not
-	// allocated, lowest index first.
-	free []keyspace.GPUInfo
+// fit is judge's finding on one host for one request.
+type fit struct {
+	verdict verdict
+	// capacity counts the GPUs that match the request's model and memory,
+	// and freeGPUs those of them that are healthy, not busy and not
+	// allocated.
+	capacity, freeGPUs int
+	// freeCPU and freeMemory are the registered totals minus the
+	// ledger's, negative when the ledger exceeds a shrunk registration.
+	freeCPU    int
+	freeMemory int64
+	// The four amounts are set only for the verdicts fits and tooSmall.
 }
 
-// judge decides whether h can take r now, from h's keys alone.
-func (f *Fleet) judge(h *hostState, r request) (verdict, gpuChoice) {
+// judge decides whether h can take r now, from h's keys alone. It runs
+// for every host on every request, so it counts GPUs without listing
+// them. freeGPUs lists them for the chosen host.
+func (f *Fleet) judge(h *hostState, r request) fit {
 	switch {
 	case h.info == nil:
-		return notRegistered, gpuChoice{}
+		return fit{verdict: notRegistered}
 	case h.statusRev == 0 || h.statusErr != nil:
-		return notHealthy, gpuChoice{}
+		return fit{verdict: notHealthy}
 	case h.ledgerErr != nil:
-		return badLedger, gpuChoice{}
+		return fit{verdict: badLedger}
 	case h.ledger.Draining:
-		return draining, gpuChoice{}
+		return fit{verdict: draining}
 	case !labelsMatch(h.info.Labels, r.Labels):
-		return labelsDiffer, gpuChoice{}
+		return fit{verdict: labelsDiffer}
 	case len(h.ledger.Allocations) >= keyspace.MaxLedgerEntries:
-		return ledgerFull, gpuChoice{}
+		return fit{verdict: ledgerFull}
 	}
 
-	gpus := f.gpusFor(h, r)
-	cpu, memory := freeCPUMemory(h)
-	if r.CPU > cpu || r.Memory > memory || r.GPU > len(gpus.free) {
-		return tooSmall, gpus
+	v := fit{verdict: fits}
+	v.capacity, v.freeGPUs = f.countGPUs(h, r)
+	v.freeCPU, v.freeMemory = freeCPUMemory(h)
+	if r.CPU > v.freeCPU || r.Memory > v.freeMemory || r.GPU > v.freeGPUs {
+		v.verdict = tooSmall
 	}
-	return fits, gpus
+	return v
 }
 
 func labelsMatch(have, want map[string]string) bool {
@@ -75,29 +83,62 @@ func freeCPUMemory(h *hostState) (int, int64) {
 	return h.info.TotalCPU - cpu, h.info.TotalMemory - memory
 }
 
-// gpusFor lists h's GPUs that r may use. A GPU qualifies when it matches
-// r, the live status lists it healthy, no allocation holds it and its
-// memory use shows no outside work.
-func (f *Fleet) gpusFor(h *hostState, r request) gpuChoice {
-	inUse := h.ledger.GPUsInUse()
-	live := liveGPUs(h)
+// heldGPUsOnStack is the number of held GPU UUIDs that countGPUs and
+// freeGPUs collect without allocating. Longer lists spill to the heap.
+const heldGPUsOnStack = 16
 
-	var c gpuChoice
-	for _, g := range sortedGPUs(h.info) {
+// countGPUs returns how many of h's GPUs match r and how many of those
+// are free for r, as gpuFree decides.
+func (f *Fleet) countGPUs(h *hostState, r request) (capacity, free int) {
+	var buf [heldGPUsOnStack]string
+	heldUUIDs := heldGPUs(h.ledger, buf[:0])
+	for i, g := range h.info.GPUs {
 		if !gpuMatches(g, r) {
 			continue
 		}
-		c.capacity++
-		if _, held := inUse[g.UUID]; held {
-			continue
+		capacity++
+		if f.gpuFree(h, i, g, heldUUIDs) {
+			free++
 		}
-		st, ok := live[g.UUID]
-		if !ok || st.Health != keyspace.GPUHealthy || f.busy(st) {
-			continue
-		}
-		c.free = append(c.free, g)
 	}
-	return c
+	return capacity, free
+}
+
+// freeGPUs lists h's GPUs that match r and are free for r, by index, then
+// UUID.
+func (f *Fleet) freeGPUs(h *hostState, r request) []keyspace.GPUInfo {
+	var buf [heldGPUsOnStack]string
+	heldUUIDs := heldGPUs(h.ledger, buf[:0])
+	var out []keyspace.GPUInfo
+	for i, g := range h.info.GPUs {
+		if gpuMatches(g, r) && f.gpuFree(h, i, g, heldUUIDs) {
+			out = append(out, g)
+		}
+	}
+	sortGPUs(out)
+	return out
+}
+
+// gpuFree reports whether g, registered at position i of h's GPUs, may
+// be allocated: the live status lists it healthy, no allocation holds it
+// and its memory use shows no outside work. heldUUIDs lists the GPUs
+// that h's allocations hold.
+func (f *Fleet) gpuFree(
+	h *hostState, i int, g keyspace.GPUInfo, heldUUIDs []string,
+) bool {
+	if slices.Contains(heldUUIDs, g.UUID) {
+		return false
+	}
+	st := liveGPU(h, i, g.UUID)
+	return st != nil && st.Health == keyspace.GPUHealthy && !f.busy(st)
+}
+
+// heldGPUs appends the UUIDs of the GPUs that l's allocations hold to buf.
+func heldGPUs(l *keyspace.Ledger, buf []string) []string {
+	for _, e := range l.Allocations {
+		buf = append(buf, e.GPUs...)
+	}
+	return buf
 }
 
 func gpuMatches(g keyspace.GPUInfo, r request) bool {
@@ -109,48 +150,90 @@ func gpuMatches(g keyspace.GPUInfo, r request) bool {
 
 // busy reports whether a GPU that no allocation holds is in use by work
 // that remotegpu did not place.
-func (f *Fleet) busy(st keyspace.GPUStatus) bool {
+func (f *Fleet) busy(st *keyspace.GPUStatus) bool {
 	return st.MemoryUsed != nil && *st.MemoryUsed > f.cfg.BusyGPUMemoryBytes
 }
 
-func liveGPUs(h *hostState) map[string]keyspace.GPUStatus {
-	live := make(map[string]keyspace.GPUStatus)
-	if h.status != nil {
-		for _, g := range h.status.GPUs {
-			live[g.UUID] = g
+// liveGPU returns the live status of the GPU with uuid, registered at
+// position i, or nil when h's status does not list it. When the status
+// lists a UUID twice, the last entry counts. The agent builds both lists
+// in device order, so position i is tried first.
+func liveGPU(h *hostState, i int, uuid string) *keyspace.GPUStatus {
+	if h.status == nil {
+		return nil
+	}
+	gpus := h.status.GPUs
+	if h.statusGPUsDistinct && i < len(gpus) && gpus[i].UUID == uuid {
+		return &gpus[i]
+	}
+	for j := len(gpus) - 1; j >= 0; j-- {
+		if gpus[j].UUID == uuid {
+			return &gpus[j]
 		}
 	}
-	return live
+	return nil
 }
+
+// distinctGPUs reports whether no UUID appears twice in gpus. Up to
+// distinctByScan entries it compares every pair, which allocates nothing.
+func distinctGPUs(gpus []keyspace.GPUStatus) bool {
+	if len(gpus) <= distinctByScan {
+		for i := range gpus {
+			for j := i + 1; j < len(gpus); j++ {
+				if gpus[i].UUID == gpus[j].UUID {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	seen := make(map[string]struct{}, len(gpus))
+	for _, g := range gpus {
+		if _, ok := seen[g.UUID]; ok {
+			return false
+		}
+		seen[g.UUID] = struct{}{}
+	}
+	return true
+}
+
+// distinctByScan is the longest GPU list that distinctGPUs checks by
+// comparing pairs, 120 comparisons at most, instead of with a map.
+const distinctByScan = 16
 
 // sortedGPUs returns the registered GPUs by index, then UUID.
 func sortedGPUs(info *keyspace.HostInfo) []keyspace.GPUInfo {
 	gpus := slices.Clone(info.GPUs)
+	sortGPUs(gpus)
+	return gpus
+}
+
+// sortGPUs sorts gpus by index, then UUID.
+func sortGPUs(gpus []keyspace.GPUInfo) {
 	slices.SortFunc(gpus, func(a, b keyspace.GPUInfo) int {
 		if a.Index != b.Index {
 			return a.Index - b.Index
 		}
 		return strings.Compare(a.UUID, b.UUID)
 	})
-	return gpus
 }
 
-// candidate converts a host that fits r into pkg/host form for ranking.
-// Its GPU capacity counts only the GPUs matching r, and the matching GPUs
-// that are not free for r count as used.
-func candidate(h *hostState, gpus gpuChoice) *host.HostInfo {
-	cpu, memory, _ := h.ledger.Totals()
-	return &host.HostInfo{
+// candidate converts a host that fits r, with judge's finding v, into
+// pkg/host form for ranking. Its GPU capacity counts only the GPUs
+// matching r, and the matching GPUs that are not free for r count as
+// used.
+func candidate(h *hostState, v fit) host.HostInfo {
+	return host.HostInfo{
 		ID:          h.id,
 		Name:        h.info.Name,
 		IPAddress:   h.info.IPAddress,
 		Status:      host.StatusActive,
 		TotalCPU:    h.info.TotalCPU,
-		UsedCPU:     cpu,
+		UsedCPU:     h.info.TotalCPU - v.freeCPU,
 		TotalMemory: h.info.TotalMemory,
-		UsedMemory:  memory,
-		TotalGPU:    gpus.capacity,
-		UsedGPU:     gpus.capacity - len(gpus.free),
+		UsedMemory:  h.info.TotalMemory - v.freeMemory,
+		TotalGPU:    v.capacity,
+		UsedGPU:     v.capacity - v.freeGPUs,
 		Labels:      h.info.Labels,
 	}
 }
@@ -171,13 +254,13 @@ type shortage struct {
 	fresh []string
 }
 
-// add records the verdict on one registered host.
-func (s *shortage) add(h *hostState, v verdict, gpus gpuChoice) {
-	if v == notRegistered {
+// add records judge's finding on one registered host.
+func (s *shortage) add(v fit) {
+	if v.verdict == notRegistered {
 		return
 	}
 	s.hosts++
-	switch v {
+	switch v.verdict {
 	case notHealthy:
 		return
 	case badLedger:
@@ -189,11 +272,10 @@ func (s *shortage) add(h *hostState, v verdict, gpus gpuChoice) {
 	case ledgerFull:
 		s.full++
 	default:
-		cpu, memory := freeCPUMemory(h)
 		s.considered++
-		s.maxCPU = max(s.maxCPU, cpu)
-		s.maxMemory = max(s.maxMemory, memory)
-		s.maxGPU = max(s.maxGPU, len(gpus.free))
+		s.maxCPU = max(s.maxCPU, v.freeCPU)
+		s.maxMemory = max(s.maxMemory, v.freeMemory)
+		s.maxGPU = max(s.maxGPU, v.freeGPUs)
 	}
 	s.healthy++
 }
@@ -279,9 +361,10 @@ func describeRequest(r request) string {
 	return strings.Join(parts, ", ")
 }
 
-// describeShortfall explains why a host read fresh from etcd cannot take r.
-func describeShortfall(h *hostState, r request, v verdict, gpus gpuChoice) string {
-	switch v {
+// describeShortfall explains, from judge's finding v, why a host read
+// fresh from etcd cannot take r.
+func describeShortfall(r request, v fit) string {
+	switch v.verdict {
 	case notRegistered:
 		return "it is no longer registered"
 	case notHealthy:
@@ -297,17 +380,16 @@ func describeShortfall(h *hostState, r request, v verdict, gpus gpuChoice) strin
 			keyspace.MaxLedgerEntries)
 	}
 
-	cpu, memory := freeCPUMemory(h)
 	var short []string
-	if r.CPU > cpu {
-		short = append(short, fmt.Sprintf("%d CPU free", max(cpu, 0)))
+	if r.CPU > v.freeCPU {
+		short = append(short, fmt.Sprintf("%d CPU free", max(v.freeCPU, 0)))
 	}
-	if r.Memory > memory {
-		short = append(short, formatBytes(max(memory, 0))+" memory free")
+	if r.Memory > v.freeMemory {
+		short = append(short, formatBytes(max(v.freeMemory, 0))+" memory free")
 	}
-	if r.GPU > len(gpus.free) {
+	if r.GPU > v.freeGPUs {
 		short = append(short, fmt.Sprintf("%d eligible GPUs free",
-			len(gpus.free)))
+			v.freeGPUs))
 	}
 	return "only " + strings.Join(short, ", ")
 }

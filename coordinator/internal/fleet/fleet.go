@@ -157,7 +157,7 @@ type Fleet struct {
 	log     *slog.Logger
 	obs     Observer
 	now     func() time.Time
-	rankers map[string]host.HostRanker
+	rankers map[string]ranker
 	manager *host.HostManager
 	counts  counters
 
@@ -185,6 +185,13 @@ type Fleet struct {
 
 var _ service.Fleet = (*Fleet)(nil)
 
+// ranker is a pkg/host selector that can both pick the best host and
+// order all of them. chooseHost uses both.
+type ranker interface {
+	host.HostSelector
+	host.HostRanker
+}
+
 // New returns a Fleet that serves nothing until Run has listed etcd once.
 func New(cfg Config) (*Fleet, error) {
 	cfg, err := cfg.withDefaults()
@@ -204,7 +211,7 @@ func New(cfg Config) (*Fleet, error) {
 		reported:   make(map[string]int64),
 		sweepWake:  make(chan struct{}, 1),
 	}
-	f.rankers = map[string]host.HostRanker{
+	f.rankers = map[string]ranker{
 		api.StrategyLeastUsed:  host.NewLeastUsedSelector(),
 		api.StrategyMostFree:   host.NewMostFreeSelector(),
 		api.StrategyBinPack:    host.NewBinPackSelector(),

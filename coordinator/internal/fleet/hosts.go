@@ -134,9 +134,8 @@ func (f *Fleet) healthMessage(h *hostState) string {
 // apiGPUs lists the host's GPUs by index with their live state.
 func (f *Fleet) apiGPUs(h *hostState) []api.GPU {
 	inUse := h.ledger.GPUsInUse()
-	live := liveGPUs(h)
 	out := make([]api.GPU, 0, len(h.info.GPUs))
-	for _, g := range sortedGPUs(h.info) {
+	for i, g := range sortedGPUs(h.info) {
 		ag := api.GPU{
 			Index:        g.Index,
 			UUID:         g.UUID,
@@ -145,7 +144,7 @@ func (f *Fleet) apiGPUs(h *hostState) []api.GPU {
 			AllocationID: inUse[g.UUID],
 			Health:       api.HealthUnknown,
 		}
-		if st, ok := live[g.UUID]; ok {
+		if st := liveGPU(h, i, g.UUID); st != nil {
 			ag.Health = st.Health
 			ag.HealthReason = st.HealthReason
 			ag.MemoryUsed = st.MemoryUsed

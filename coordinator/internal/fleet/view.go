@@ -35,6 +35,10 @@ type hostState struct {
 	status    *keyspace.HostStatus
 	statusRev int64
 	statusErr error
+	// statusGPUsDistinct is set when no UUID appears twice in
+	// status.GPUs, which lets liveGPU trust a match at the expected
+	// position.
+	statusGPUsDistinct bool
 
 	// ledger is never nil: an absent or invalid ledger is empty.
 	ledger    *keyspace.Ledger
@@ -158,10 +162,6 @@ func (h *hostState) putStatus(
 	if kv.ModRevision <= h.statusRev {
 		return nil
 	}
-	h.statusRev = kv.ModRevision
-	h.statusSeen = true
-	h.lastSeenAt = now
-	h.lostAt = time.Time{}
 
 	st, err := keyspace.DecodeHostStatus(key, kv.Value)
 	if err == nil && kv.Lease == 0 {
@@ -171,11 +171,24 @@ func (h *hostState) putStatus(
 			"no agent keeps it alive; delete it or restart the agent",
 			keyspace.ErrInvalidDocument, key)
 	}
+	h.setStatus(kv.ModRevision, st, err, now)
+	return err
+}
+
+// setStatus records the status key at revision rev, seen at now, as
+// decoded to st or rejected with err.
+func (h *hostState) setStatus(
+	rev int64, st *keyspace.HostStatus, err error, now time.Time,
+) {
+	h.statusRev = rev
+	h.statusSeen = true
+	h.lastSeenAt = now
+	h.lostAt = time.Time{}
 	h.status, h.statusErr = st, err
+	h.statusGPUsDistinct = st != nil && distinctGPUs(st.GPUs)
 	if err == nil {
 		h.agentHeartbeatAt = st.HeartbeatAt
 	}
-	return err
 }
 
 func (h *hostState) putLedger(key string, kv *mvccpb.KeyValue) error {
