@@ -183,6 +183,7 @@ func TestRenew(t *testing.T) {
 	_, err = noTTL.Renew(ctx(t), b.ID)
 	require.ErrorIs(t, err, service.ErrInvalid)
 	assert.Contains(t, err.Error(), "has no TTL")
+	assert.Contains(t, err.Error(), "request a new one with ttl_seconds")
 }
 
 func TestReleasedRecordsExpire(t *testing.T) {

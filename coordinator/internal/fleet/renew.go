@@ -145,8 +145,10 @@ func renewable(rec *keyspace.Allocation) error {
 		return fmt.Errorf("%w: allocation %q is %s; allocate again",
 			service.ErrConflict, rec.ID, rec.State)
 	case rec.TTLSeconds == 0:
-		return fmt.Errorf("%w: allocation %q has no TTL", service.ErrInvalid,
-			rec.ID)
+		return fmt.Errorf("%w: allocation %q has no TTL; it lives until "+
+			"released, so there is nothing to renew. To get an allocation "+
+			"that expires, request a new one with ttl_seconds (allocate "+
+			"--ttl in the CLI)", service.ErrInvalid, rec.ID)
 	}
 	return nil
 }

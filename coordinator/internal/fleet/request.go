@@ -16,8 +16,7 @@ import (
 const (
 	maxTextLength = 256
 	maxLabels     = 64
-	// maxTTLSeconds is one year.
-	maxTTLSeconds = 365 * 24 * 3600
+	maxTTLSeconds = api.MaxTTLSeconds
 )
 
 // maxTTL is maxTTLSeconds as a duration.

@@ -1,12 +1,8 @@
 package server
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"net/http"
 
-	"github.com/YoungBoyGod/remotegpu/coordinator/internal/service"
 	"github.com/YoungBoyGod/remotegpu/pkg/api"
 )
 
@@ -105,27 +101,10 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 	}
 	alloc, err := s.fleet.Renew(r.Context(), id)
 	if err != nil {
-		s.fail(w, r, s.explainRenewError(r.Context(), id, err), allocAttr(id))
+		s.fail(w, r, err, allocAttr(id))
 		return
 	}
 	writeJSON(w, http.StatusOK, normalizeAllocation(alloc))
-}
-
-// explainRenewError adds what to do to the fleet's ErrInvalid for an
-// allocation without a TTL. The ID was validated before, so an
-// ErrInvalid from Renew is that case, which a read of the allocation
-// confirms. Other errors are returned unchanged.
-func (s *Server) explainRenewError(ctx context.Context, id string, err error) error {
-	if !errors.Is(err, service.ErrInvalid) {
-		return err
-	}
-	alloc, getErr := s.fleet.GetAllocation(ctx, id)
-	if getErr != nil || alloc.TTLSeconds != 0 {
-		return err
-	}
-	return fmt.Errorf("%w; it lives until released, so there is nothing to renew. "+
-		"To get an allocation that expires, request a new one with ttl_seconds "+
-		"(allocate --ttl in the CLI)", err)
 }
 
 // normalizeAllocation sends an allocation without GPUs as "gpus": [] rather

@@ -228,8 +228,10 @@ func TestRenewWithoutTTLSaysWhatToDo(t *testing.T) {
 	alloc := decodeBody[api.Allocation](t, rec)
 
 	// The fake fleet renews anything, so the real fleet's error is
-	// injected.
-	h.fleet.FailNext("Renew", fmt.Errorf("%w: allocation %q has no TTL",
+	// injected; the server must pass it on whole as a 400.
+	h.fleet.FailNext("Renew", fmt.Errorf("%w: allocation %q has no TTL; it "+
+		"lives until released, so there is nothing to renew. To get an "+
+		"allocation that expires, request a new one with ttl_seconds",
 		service.ErrInvalid, alloc.ID))
 	rec = h.do(http.MethodPost, "/v1/allocations/"+alloc.ID+"/renew", "", "")
 	requireAPIError(t, rec, http.StatusBadRequest, api.CodeInvalid,
