@@ -151,8 +151,11 @@ type response struct {
 // rawClient sends requests without keep-alive, so no connection
 // goroutine outlives a test.
 var rawClient = &http.Client{
-	Timeout:   10 * time.Second,
-	Transport: &http.Transport{DisableKeepAlives: true},
+	Timeout: 10 * time.Second,
+	Transport: &http.Transport{
+		DisableKeepAlives:     true,
+		ExpectContinueTimeout: 5 * time.Second,
+	},
 }
 
 func do(t *testing.T, method, url, contentType string,
@@ -163,6 +166,13 @@ func do(t *testing.T, method, url, contentType string,
 	require.NoError(t, err)
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	if len(body) > api.MaxBodyBytes {
+		// The server rejects such a body by its Content-Length without
+		// reading it, so a client that sends it at once may see its
+		// write reset before it reads the 413, as with any HTTP server.
+		// Waiting for 100 Continue is how a client sends a large body.
+		req.Header.Set("Expect", "100-continue")
 	}
 	resp, err := rawClient.Do(req)
 	require.NoError(t, err, "%s %s", method, url)

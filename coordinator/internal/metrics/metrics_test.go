@@ -89,8 +89,8 @@ func TestObserverEvents(t *testing.T) {
 func TestCountersStartAtZero(t *testing.T) {
 	m := New()
 	want := map[string]int{
-		"remotegpu_coordinator_cas_conflicts_total":            8,
-		"remotegpu_coordinator_etcd_errors_total":              12,
+		"remotegpu_coordinator_cas_conflicts_total":            9,
+		"remotegpu_coordinator_etcd_errors_total":              13,
 		"remotegpu_coordinator_allocation_retries_total":       6,
 		"remotegpu_coordinator_watch_relists_total":            3,
 		"remotegpu_coordinator_allocation_state_changes_total": 6,
