@@ -66,6 +66,10 @@ func Read(path string) ([]byte, error) {
 }
 
 func checkInfo(path string, st fs.FileInfo) error {
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file; give the path of the "+
+			"file that contains the secret", shellQuote(path))
+	}
 	if runtime.GOOS == "windows" {
 		return nil
 	}

@@ -101,3 +101,16 @@ func TestChmodHintQuotesOddPaths(t *testing.T) {
 	assert.ErrorContains(t, err, `run chmod 600 '`)
 	assert.ErrorContains(t, err, `my token'\''s file'`)
 }
+
+func TestDirectoryIsNotASecretFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_, err := Read(dir)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "is not a regular file")
+	assert.NotContains(t, err.Error(), "chmod")
+
+	err = CheckMode(dir)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "is not a regular file")
+}

@@ -81,8 +81,7 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080",
 		"host:port of the HTTP API")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second,
-		"maximum time to finish in-flight HTTP requests on shutdown; closing the "+
-			"embedded etcd may add up to 7s while agents keep streams open")
+		"maximum time to finish in-flight HTTP requests on shutdown")
 	o.log.AddFlags(fs)
 
 	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir(),
@@ -176,7 +175,12 @@ func (o *serveOptions) validateEtcd(fs *pflag.FlagSet) error {
 			return errors.New("--data-dir is empty: name a folder for the embedded " +
 				"etcd, or use --etcd-endpoints for an external cluster")
 		}
-		return nil
+		// The client flags, such as --etcd-user, also apply to the
+		// connection to the embedded member, so check them before it
+		// starts.
+		embedded := o.etcd
+		embedded.Endpoints = []string{o.etcdListenClient}
+		return embedded.Validate()
 	}
 	if err := o.etcd.Validate(); err != nil {
 		return err

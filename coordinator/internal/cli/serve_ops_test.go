@@ -163,6 +163,11 @@ func TestServeSecurityFlagErrors(t *testing.T) {
 			want: "--tls-key-file: ",
 			code: 1,
 		},
+		"etcd user without password, embedded etcd": {
+			args: []string{"--etcd-user", "root"},
+			want: "--etcd-user and --etcd-password-file must be given together",
+			code: 2,
+		},
 		"short token": {
 			args: []string{"--auth-token-file", short},
 			want: "--auth-token-file: invalid token",

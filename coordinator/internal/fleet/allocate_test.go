@@ -198,7 +198,7 @@ func TestGPUEligibility(t *testing.T) {
 
 		_, err = f.Select(ctx(t), api.AllocationRequest{GPU: 2, GPUModel: "A100"})
 		require.ErrorIs(t, err, service.ErrNoCapacity)
-		assert.Contains(t, err.Error(), "no host can take 2 GPU")
+		assert.Contains(t, err.Error(), "no host can take 2 GPUs")
 		assert.Contains(t, err.Error(), "most free GPUs on any host is 1")
 		assert.Contains(t, err.Error(), `model matching "A100"`)
 	})
@@ -250,7 +250,7 @@ func TestNoCapacityExplains(t *testing.T) {
 
 	_, _, err := f.Allocate(ctx(t), api.AllocationRequest{GPU: 4})
 	require.ErrorIs(t, err, service.ErrNoCapacity)
-	assert.Contains(t, err.Error(), "no host can take 4 GPU: 3 hosts registered, "+
+	assert.Contains(t, err.Error(), "no host can take 4 GPUs: 3 hosts registered, "+
 		"3 healthy; most free GPUs on any host is 2")
 
 	_, _, err = f.Allocate(ctx(t), api.AllocationRequest{CPU: 9, Memory: 64 * gib})

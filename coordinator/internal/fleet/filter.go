@@ -285,12 +285,8 @@ func (s *shortage) add(v fit) {
 // that was short.
 func (s *shortage) err(r request) error {
 	var reasons []string
-	registered := "hosts registered"
-	if s.hosts == 1 {
-		registered = "host registered"
-	}
-	reasons = append(reasons, fmt.Sprintf("%d %s, %d healthy",
-		s.hosts, registered, s.healthy))
+	reasons = append(reasons, fmt.Sprintf("%s registered, %d healthy",
+		countNoun(s.hosts, "host"), s.healthy))
 	for _, c := range []struct {
 		n    int
 		text string
@@ -346,19 +342,27 @@ func gpuQualifier(r request) string {
 	return " (" + strings.Join(q, ", ") + ")"
 }
 
-// describeRequest formats the non-zero amounts, like "4 CPU, 1 GPU".
+// describeRequest formats the non-zero amounts, like "4 CPUs, 1 GPU".
 func describeRequest(r request) string {
 	var parts []string
 	if r.CPU > 0 {
-		parts = append(parts, fmt.Sprintf("%d CPU", r.CPU))
+		parts = append(parts, countNoun(r.CPU, "CPU"))
 	}
 	if r.Memory > 0 {
 		parts = append(parts, formatBytes(r.Memory)+" memory")
 	}
 	if r.GPU > 0 {
-		parts = append(parts, fmt.Sprintf("%d GPU", r.GPU))
+		parts = append(parts, countNoun(r.GPU, "GPU"))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// countNoun formats n with noun, adding "s" unless n is 1.
+func countNoun(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // describeShortfall explains, from judge's finding v, why a host read

@@ -202,6 +202,10 @@ func (f *Fleet) finishOnce(
 		return nil, false, attemptRetry, nil
 	}
 	if err != nil {
+		if rev, ok := f.endedDespite(ctx, end.op, &ended); ok {
+			f.logEnded(&ended, rd.rec.State, end, rev)
+			return &ended, true, attemptDone, nil
+		}
 		return nil, false, attemptDone, f.unavailable(end.op,
 			fmt.Sprintf("%s allocation %q", end.op, allocID), err)
 	}
@@ -213,6 +217,27 @@ func (f *Fleet) finishOnce(
 	f.revokeAllocationLease(ctx, allocID, rd.lease)
 	f.logEnded(&ended, rd.rec.State, end, resp.Header.Revision)
 	return &ended, true, attemptDone, nil
+}
+
+// endedDespite reports whether a commit that failed without a known
+// outcome was applied anyway, in which case the record equals ended, and
+// returns the record's revision. It reads with a context detached from
+// ctx, because a cancelled request or a stopping coordinator is the usual
+// cause of such a failure, so that the end is still logged and counted
+// exactly once.
+func (f *Fleet) endedDespite(
+	ctx context.Context, op string, ended *keyspace.Allocation,
+) (int64, bool) {
+	rd, err := f.readAllocationLease(context.WithoutCancel(ctx), op, ended.ID)
+	if err != nil {
+		return 0, false
+	}
+	rec := rd.rec
+	if rec.State != ended.State || rec.ReleasedAt == nil ||
+		!rec.ReleasedAt.Equal(*ended.ReleasedAt) {
+		return 0, false
+	}
+	return rd.rev, true
 }
 
 // logEnded logs and counts an allocation whose life ended.
