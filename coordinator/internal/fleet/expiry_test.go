@@ -64,8 +64,8 @@ func TestPassedExpiresAtFollowsLiveLease(t *testing.T) {
 			5*time.Second, 5*time.Millisecond)
 	}
 	assert.Equal(t, written+1, e.recordVersion(t, a.ID))
-	assert.Equal(t, 1, countLines(e.logs.String(),
-		"allocation expires_at moved", "alloc_id="+a.ID, "owner=alice"))
+	assertLogged(t, e.logs, 1,
+		"allocation expires_at moved", "alloc_id="+a.ID, "owner=alice")
 	for _, f := range []*Fleet{f1, f2} {
 		view, err := f.GetAllocation(ctx(t), a.ID)
 		require.NoError(t, err)

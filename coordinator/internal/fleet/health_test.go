@@ -70,10 +70,10 @@ func TestHostHealthFollowsLease(t *testing.T) {
 
 	// healthy → unhealthy → healthy → stopped → healthy.
 	assert.Equal(t, uint64(4), f.Stats().HealthChanges)
-	assert.Equal(t, 1, countLines(e.logs.String(), "host health changed",
-		"health=stopped"))
-	assert.Equal(t, 1, countLines(e.logs.String(), "host registered",
-		"host_id=h1"))
+	assertLogged(t, e.logs, 1, "host health changed",
+		"health=stopped")
+	assertLogged(t, e.logs, 1, "host registered",
+		"host_id=h1")
 }
 
 func TestHostHealthStates(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
@@ -230,6 +231,17 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
+}
+
+// assertLogged waits until exactly n log lines contain every one of
+// parts. A change can reach the view through the watch before the
+// goroutine that committed it has written its log line, so a test that
+// saw the change must still wait for the line.
+func assertLogged(t *testing.T, log fmt.Stringer, n int, parts ...string) {
+	t.Helper()
+	assert.Eventually(t, func() bool { return countLines(log.String(), parts...) >= n },
+		5*time.Second, 5*time.Millisecond, "log lines with %q", parts)
+	assert.Equal(t, n, countLines(log.String(), parts...), "log lines with %q", parts)
 }
 
 // countLines returns how many log lines contain every one of parts.

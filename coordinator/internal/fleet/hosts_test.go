@@ -32,8 +32,8 @@ func TestDrainAndUndrain(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, host.StatusDraining, mirrored.Status)
 
-	assert.Equal(t, 1, countLines(e.logs.String(), "host draining changed",
-		"draining=true"))
+	assertLogged(t, e.logs, 1, "host draining changed",
+		"draining=true")
 
 	// Draining twice changes nothing.
 	h, err = f.Drain(ctx(t), "h1")

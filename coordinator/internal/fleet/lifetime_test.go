@@ -114,8 +114,8 @@ func TestTTLExpiry(t *testing.T) {
 	assert.GreaterOrEqual(t, elapsed, 3*time.Second, "expired early")
 	assert.Less(t, elapsed, 5*time.Second, "expired late")
 	require.NotNil(t, got.ReleasedAt)
-	assert.Equal(t, 1, countLines(e.logs.String(), "allocation expired",
-		"alloc_id="+idle.ID, "owner=alice", "host_id=h1"))
+	assertLogged(t, e.logs, 1, "allocation expired",
+		"alloc_id="+idle.ID, "owner=alice", "host_id=h1")
 
 	// The renewed allocation outlives two TTLs.
 	time.Sleep(time.Until(start.Add(6500 * time.Millisecond)))
@@ -196,8 +196,8 @@ func TestRenewAfterLeaseExpired(t *testing.T) {
 	require.ErrorIs(t, err, service.ErrConflict)
 	assert.Contains(t, err.Error(), "expired at")
 	waitState(t, f, a.ID, keyspace.StateExpired, 5*time.Second)
-	assert.Equal(t, 1, countLines(e.logs.String(), "allocation expired",
-		"alloc_id="+a.ID))
+	assertLogged(t, e.logs, 1, "allocation expired",
+		"alloc_id="+a.ID)
 	assert.Equal(t, uint64(1), f.Stats().AllocationsExpired)
 }
 
@@ -224,6 +224,20 @@ func stoppableFleet(t *testing.T, e *env, modify func(*Config)) (*Fleet, func())
 	t.Cleanup(stop)
 	require.Eventually(t, f.Ready, 10*time.Second, 10*time.Millisecond)
 	return f, stop
+}
+
+// waitExpiries waits until the fleets together counted and logged n
+// expiries. The committing goroutine counts and logs after the watch may
+// already have shown the change to a test.
+func waitExpiries(t *testing.T, e *env, n int, fleets ...*Fleet) {
+	t.Helper()
+	assert.Eventually(t, func() bool {
+		var counted uint64
+		for _, f := range fleets {
+			counted += f.Stats().AllocationsExpired
+		}
+		return counted >= uint64(n) && len(expiryLogCounts(e.logs.String())) >= n
+	}, 5*time.Second, 5*time.Millisecond)
 }
 
 // expiryLogCounts returns how often each allocation's expiry was logged.
@@ -270,6 +284,7 @@ func TestExpiryExactlyOnceAcrossFleets(t *testing.T) {
 			return s.AllocationsByState[keyspace.StateExpired] == n
 		}, 15*time.Second, 20*time.Millisecond)
 	}
+	waitExpiries(t, e, n, f1, f2)
 	assert.Equal(t, uint64(n),
 		f1.Stats().AllocationsExpired+f2.Stats().AllocationsExpired)
 	counts := expiryLogCounts(e.logs.String())
@@ -330,6 +345,7 @@ func TestExpiryAcrossRestart(t *testing.T) {
 	for _, id := range long {
 		waitState(t, second, id, keyspace.StateExpired, 10*time.Second)
 	}
+	waitExpiries(t, e, len(short)+len(long), first, second)
 	assert.Equal(t, uint64(len(pending)), second.Stats().AllocationsExpired)
 	assert.Equal(t, uint64(len(short)+len(long)),
 		first.Stats().AllocationsExpired+second.Stats().AllocationsExpired)
@@ -400,8 +416,8 @@ func TestLostAndRestored(t *testing.T) {
 	lost := waitState(t, le.f, a.ID, keyspace.StateLost, 5*time.Second)
 	require.NotNil(t, lost.LostAt)
 	assert.Equal(t, le.clock.Now(), *lost.LostAt)
-	assert.Equal(t, 1, countLines(le.logs.String(), "allocation lost",
-		"alloc_id="+a.ID, "host_id=h1"))
+	assertLogged(t, le.logs, 1, "allocation lost",
+		"alloc_id="+a.ID, "host_id=h1")
 
 	// A lost allocation keeps its resources, and no sweep releases it
 	// without --lost-release-after.
@@ -469,8 +485,8 @@ func TestLostReleasedAfterPeriod(t *testing.T) {
 	le.clock.Advance(time.Minute)
 	rel := waitState(t, le.f, a.ID, keyspace.StateReleased, 5*time.Second)
 	require.NotNil(t, rel.ReleasedAt)
-	assert.Equal(t, 1, countLines(le.logs.String(),
-		"lost allocation released", "alloc_id="+a.ID, "host_id=h1"))
+	assertLogged(t, le.logs, 1,
+		"lost allocation released", "alloc_id="+a.ID, "host_id=h1")
 	assert.Equal(t, uint64(1), le.f.Stats().LostReleased)
 
 	// The host returns to an empty ledger.
@@ -613,6 +629,7 @@ func TestExpiryAcrossEtcdRestart(t *testing.T) {
 		waitState(t, f1, id, keyspace.StateExpired, 20*time.Second)
 		waitState(t, f2, id, keyspace.StateExpired, 5*time.Second)
 	}
+	waitExpiries(t, e, n, f1, f2)
 	assert.Equal(t, uint64(n),
 		f1.Stats().AllocationsExpired+f2.Stats().AllocationsExpired)
 	counts := expiryLogCounts(e.logs.String())
