@@ -176,16 +176,7 @@ func (m *HostManager) noCandidateErrorLocked() error {
 // free, and otherwise changes nothing and names each shortfall. The
 // caller holds the manager's write lock.
 func reserveLocked(h *HostInfo, req ResourceRequirement) error {
-	free := h.AvailableResources()
-	var problems []string
-	for _, res := range allResources {
-		need, have := req.amount(res), free.amount(res)
-		if need > have {
-			problems = append(problems, fmt.Sprintf(
-				"requested %s, only %s free",
-				res.describe(need), res.quantity(have)))
-		}
-	}
+	problems := exceeding(req, h.AvailableResources(), "requested %s, only %s free")
 	if len(problems) > 0 {
 		return fmt.Errorf("reserve on host %q: %s: %w", h.ID,
 			strings.Join(problems, "; "), ErrInsufficientResources)
@@ -197,20 +188,25 @@ func reserveLocked(h *HostInfo, req ResourceRequirement) error {
 	return nil
 }
 
+// exceeding describes each resource of req that is above limit, with
+// format applied to the amount in req and the quantity in limit.
+func exceeding(req, limit ResourceRequirement, format string) []string {
+	var problems []string
+	for _, res := range allResources {
+		want, have := req.amount(res), limit.amount(res)
+		if want > have {
+			problems = append(problems, fmt.Sprintf(format,
+				res.describe(want), res.quantity(have)))
+		}
+	}
+	return problems
+}
+
 // releaseLocked subtracts req from the host's usage if every resource has
 // that much in use, and otherwise changes nothing and names each excess.
 // The caller holds the manager's write lock.
 func releaseLocked(h *HostInfo, req ResourceRequirement) error {
-	used := h.used()
-	var problems []string
-	for _, res := range allResources {
-		give, have := req.amount(res), used.amount(res)
-		if give > have {
-			problems = append(problems, fmt.Sprintf(
-				"releasing %s, only %s in use",
-				res.describe(give), res.quantity(have)))
-		}
-	}
+	problems := exceeding(req, h.used(), "releasing %s, only %s in use")
 	if len(problems) > 0 {
 		return fmt.Errorf("release on host %q: %s: %w", h.ID,
 			strings.Join(problems, "; "), ErrReleaseExceedsUsage)
