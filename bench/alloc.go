@@ -109,8 +109,8 @@ func countHealth(hosts []api.Host, health string) int {
 // AllocRun is one timed run of allocate+release cycles.
 type AllocRun struct {
 	LoadResult
-	// NoCapacity counts allocations answered 409 no_capacity. GaveUp
-	// counts those answered 409 conflict or 503: with etcd up, a 503 from
+	// NoCapacity counts allocations rejected with 409 no_capacity. GaveUp
+	// counts those rejected with 409 conflict or 503: with etcd up, a 503 from
 	// Allocate means every compare-and-swap attempt lost a race.
 	NoCapacity int64
 	GaveUp     int64

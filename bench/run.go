@@ -59,8 +59,8 @@ func (cfg Config) plan() plan {
 	}
 }
 
-// Env is what the scenarios share: a folder, an etcd member and the
-// binaries.
+// Env is the state the scenarios share: a folder, an etcd member and
+// the binaries.
 type Env struct {
 	Dir            string
 	Etcd           *Etcd

@@ -156,7 +156,7 @@ func (e *env) startCoordinator(name, endpoints string,
 }
 
 // newClient returns an API client that tries each call once, so that a
-// scenario sees every failure and decides itself what to retry.
+// scenario gets every failure and decides itself what to retry.
 func (e *env) newClient(url string) *client.Client {
 	e.t.Helper()
 	c, err := client.New(url,
@@ -222,7 +222,7 @@ func outcomeUnknown(err error) bool {
 	return true
 }
 
-// gpuRequest asks for n GPUs on host hostID, or on any host when hostID
+// gpuRequest requests n GPUs on host hostID, or on any host when hostID
 // is empty.
 func gpuRequest(n int, hostID string) api.AllocationRequest {
 	req := api.AllocationRequest{GPU: n, Owner: "integration"}

@@ -15,7 +15,7 @@ import (
 )
 
 // healthWatch polls a coordinator for the health of some hosts and keeps
-// every answer other than healthy, so a scenario can tell whether a fault
+// every response other than healthy, so a scenario can tell whether a fault
 // made a live host look dead.
 type healthWatch struct {
 	cancel context.CancelFunc
@@ -23,7 +23,7 @@ type healthWatch struct {
 
 	// mu guards the field below.
 	mu   sync.Mutex
-	seen map[string][]string // host ID to the non-healthy answers
+	seen map[string][]string // host ID to the non-healthy responses
 }
 
 // watchHealth starts polling c every 100 ms until stop.
@@ -58,7 +58,7 @@ func (w *healthWatch) add(id, health string) {
 	w.seen[id] = append(w.seen[id], health)
 }
 
-// stop ends the polling and returns the non-healthy answers by host. A
+// stop ends the polling and returns the non-healthy responses by host. A
 // second call returns the same.
 func (w *healthWatch) stop() map[string][]string {
 	w.cancel()
@@ -68,7 +68,7 @@ func (w *healthWatch) stop() map[string][]string {
 	return w.seen
 }
 
-// count returns the number of non-healthy answers of the given kind (any
+// count returns the number of non-healthy responses of the given kind (any
 // kind when health is empty) over every host.
 func countHealth(seen map[string][]string, health string) int {
 	n := 0

@@ -22,7 +22,7 @@ const retryPause = 100 * time.Millisecond
 type allocation struct {
 	api.Allocation
 	// replayed is set when the key matched an allocation committed by an
-	// earlier try, whose answer was lost.
+	// earlier try, whose response was lost.
 	replayed bool
 	// tries is the number of requests sent; retryErr is the error of the
 	// last try whose outcome was unknown.
@@ -31,7 +31,7 @@ type allocation struct {
 }
 
 // allocate places req under the idempotency key and, while the outcome is
-// unknown (a transport error, a timeout or a 5xx), asks again with the
+// unknown (a transport error, a timeout or a 5xx), retries with the
 // same key, moving to the next client each time, until deadline. A nil
 // error means a coordinator acknowledged the allocation.
 func allocate(ctx context.Context, clients []*client.Client,

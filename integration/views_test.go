@@ -229,7 +229,7 @@ func pollFor(timeout time.Duration, cond func() bool) (time.Duration, bool) {
 	}
 }
 
-// apiSnapshot is a coordinator's answers with the fields that change on
+// apiSnapshot is a coordinator's responses with the fields that change on
 // their own removed: the agents' measurements and heartbeat times.
 type apiSnapshot struct {
 	Hosts       []api.Host

@@ -17,7 +17,7 @@
 //     the folder behind.
 //
 // The checker reads the whole keyspace in one linearizable Get, so it reads
-// a single revision. It judges what is stored, not what clients were told,
+// a single revision. It checks what is stored, not what clients received,
 // except for the acknowledged allocations a test passes in.
 //
 // Methods that take no testing.TB fail the test given at construction and

@@ -34,7 +34,7 @@ var Strategies = []string{
 	StrategyRoundRobin, StrategyRandom,
 }
 
-// Host is one host as the coordinator sees it: the pkg/host fields plus
+// Host is one host in the coordinator's view: the pkg/host fields plus
 // health and GPUs.
 type Host struct {
 	ID          string            `json:"id"`
@@ -71,7 +71,7 @@ type GPU struct {
 	Health       string `json:"health"`
 	HealthReason string `json:"health_reason,omitempty"`
 	// Busy is true when the GPU has no allocation but its memory use shows
-	// work that remotegpu did not place; such a GPU is not handed out.
+	// work that remotegpu did not place. A busy GPU is not handed out.
 	Busy                  bool    `json:"busy,omitempty"`
 	MemoryUsed            *int64  `json:"memory_used,omitempty"`
 	UtilizationGPUPercent *uint32 `json:"utilization_gpu_percent,omitempty"`
@@ -145,8 +145,8 @@ type Allocation struct {
 	ExpiresAt          *time.Time `json:"expires_at,omitempty"`
 	ReleasedAt         *time.Time `json:"released_at,omitempty"`
 	LostAt             *time.Time `json:"lost_at,omitempty"`
-	// AlreadyReleased is set on the answer to a release of an allocation
-	// that was released before.
+	// AlreadyReleased is set in the response to a release of an
+	// allocation that was released before.
 	AlreadyReleased bool `json:"already_released,omitempty"`
 }
 

@@ -27,8 +27,8 @@ import (
 	"google.golang.org/grpc"
 )
 
-// serveStoppedMessage is what etcd logs at error level for each listener
-// that a deliberate Close shuts down; it is no error then.
+// serveStoppedMessage is the message etcd logs at error level for each
+// listener that a deliberate Close shuts down. It is no error then.
 const serveStoppedMessage = "setting up serving from embedded etcd failed."
 
 // newLogger returns etcd's logger: JSON on stderr at level, dropping the
@@ -63,7 +63,7 @@ func (f *closeFilter) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.
 	return ce
 }
 
-// Config says where the embedded member listens and keeps its data.
+// Config is the embedded member's listen URLs and data directory.
 type Config struct {
 	// Name is the member name; "default" when empty.
 	Name string

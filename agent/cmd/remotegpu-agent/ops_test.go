@@ -217,8 +217,8 @@ func TestNotifyReadyWithoutEtcd(t *testing.T) {
 	p := startAgent(t, []string{"NOTIFY_SOCKET=" + n.path, "WATCHDOG_USEC=400000"},
 		runArgs(closed, "/n", "node-n", "--metrics-listen", "")...)
 
-	// Ready comes without etcd; status lines say what is wrong; the
-	// retry loop keeps the watchdog fed.
+	// Ready comes without etcd, the status lines name the problem, and
+	// the retry loop keeps the watchdog fed.
 	require.Eventually(t, func() bool {
 		return n.count("READY=1") == 1 &&
 			n.count("STATUS=etcd call") >= 1 &&

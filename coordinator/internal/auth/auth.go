@@ -78,7 +78,7 @@ func (t Token) Matches(presented string) bool {
 }
 
 // RequireBearer returns middleware that passes a request on only when
-// its Authorization header is "Bearer <token>", and answers 401
+// its Authorization header is "Bearer <token>", and responds 401
 // otherwise.
 func RequireBearer(t Token) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {

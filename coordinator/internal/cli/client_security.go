@@ -52,7 +52,7 @@ func httpsClient(caFile string) (*http.Client, error) {
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("--cacert %q holds no PEM certificate", caFile)
+		return nil, fmt.Errorf("invalid --cacert %q: the file contains no PEM certificate; give the CA bundle that signed the API's certificate", caFile)
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}

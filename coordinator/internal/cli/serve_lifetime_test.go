@@ -37,7 +37,7 @@ func TestServeLifetimeFlagErrors(t *testing.T) {
 }
 
 // putHost writes a host's info and its status under a lease of ttl
-// seconds that nobody keeps alive, and returns the lease.
+// seconds that no process keeps alive, and returns the lease.
 func putHost(t *testing.T, cli *clientv3.Client, ks keyspace.Keyspace,
 	id string, ttl int64) clientv3.LeaseID {
 	t.Helper()

@@ -168,7 +168,7 @@ func healthProbe(ctx context.Context, h http.Handler) error {
 		}
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("GET /readyz did not answer: %w", ctx.Err())
+		return fmt.Errorf("GET /readyz timed out: %w", ctx.Err())
 	}
 }
 

@@ -220,11 +220,10 @@ func (f *Fleet) finishOnce(
 }
 
 // endedDespite reports whether a commit that failed without a known
-// outcome was applied anyway, in which case the record equals ended, and
-// returns the record's revision. It reads with a context detached from
-// ctx, because a cancelled request or a stopping coordinator is the usual
-// cause of such a failure, so that the end is still logged and counted
-// exactly once.
+// outcome was applied anyway, which is when the record equals ended, and
+// returns the record's revision. The read uses a context detached from
+// ctx, because a cancelled request or a stopping coordinator usually
+// causes such failures. If the read fails too, the end goes unlogged.
 func (f *Fleet) endedDespite(
 	ctx context.Context, op string, ended *keyspace.Allocation,
 ) (int64, bool) {

@@ -43,7 +43,7 @@ var allocationFields = jsonFieldNames(reflect.TypeFor[api.AllocationRequest]())
 // number may be written with a fraction or an exponent, such as 1e3 or
 // 2.0. The strategy, if set, must be one of api.Strategies.
 // Missing fields are zero. The fleet judges whether the request makes
-// sense, for example whether it asks for anything.
+// sense, for example whether it requests any resource.
 //
 // Errors wrap ErrBodyTooLarge or service.ErrInvalid and name the field.
 func DecodeAllocationRequest(r io.Reader) (api.AllocationRequest, error) {

@@ -35,14 +35,14 @@ type AllocationFilter struct {
 	State string
 }
 
-// Fleet is what the HTTP API needs from the coordinator.
+// Fleet is the part of the coordinator that the HTTP API calls.
 type Fleet interface {
 	ListHosts(ctx context.Context) ([]api.Host, error)
 	GetHost(ctx context.Context, hostID string) (api.Host, error)
 	HostHealth(ctx context.Context, hostID string) (api.HostHealth, error)
 	Drain(ctx context.Context, hostID string) (api.Host, error)
 	Undrain(ctx context.Context, hostID string) (api.Host, error)
-	// RemoveHost forgets a host that is gone for good. It fails with
+	// RemoveHost deletes a host that is gone for good. It fails with
 	// ErrConflict while the host is alive or holds allocations.
 	RemoveHost(ctx context.Context, hostID string) error
 

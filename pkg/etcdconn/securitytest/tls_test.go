@@ -60,7 +60,7 @@ func TestDaemonsUseEtcdClientCertificates(t *testing.T) {
 	assert.Contains(t, body, `"host_id":"tls-1"`)
 
 	// An agent with the CA but without a client certificate is turned
-	// away by etcd's TLS handshake and says so.
+	// away by etcd's TLS handshake and reports it.
 	noCert := start(t, "agent-no-cert", bin.agent, "run",
 		"--host-id", "tls-2", "--gpu-backend", "none", "--ttl", "3s",
 		"--metrics-listen", "", "--etcd-endpoints", endpoint,
