@@ -302,13 +302,14 @@ func (s *Server) Err() <-chan error { return s.etcd.Err() }
 
 // Close stops the member and releases the data dir. It is safe to call twice.
 //
-// Close stops the etcd server, and with it raft and the lessor, before it
-// closes any client connection, so no lease expires while Close runs. A
-// holder that cannot renew while a coordinator shuts down loses no lease
-// time, and after a restart etcd's new leader renews every lease to its
-// full TTL. Close then cuts open client streams, such as agents' watches
-// and lease keepalives, at once instead of waiting up to etcd's request
-// timeout (about 7 s with default election settings) for them to end.
+// Close first cuts open client streams, such as agents' watches and lease
+// keepalives, instead of waiting up to etcd's request timeout (about 7 s
+// with default election settings) for them to end. It then stops the etcd
+// server, and with it raft and the lessor, so no lease expires during the
+// rest of the shutdown, and after a restart etcd's new leader renews every
+// lease to its full TTL. The streams go first because a stream's request
+// in flight, such as a lease renewal, can keep the server from stopping
+// until the client gives up.
 //
 // NOTE: in a cluster of several members, stopping the leader first hands
 // leadership to another member, which can take up to that request timeout.
@@ -319,8 +320,8 @@ func (s *Server) Close() {
 		// stopped, so its graceful stop returns at once. Its own call of
 		// EtcdServer.Stop returns at once too, because the server has
 		// already stopped.
-		s.etcd.Server.Stop()
 		s.grpc.stop()
+		s.etcd.Server.Stop()
 		s.etcd.Close()
 		s.etcd = nil
 	}
