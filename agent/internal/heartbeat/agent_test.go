@@ -2,6 +2,7 @@ package heartbeat
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,8 @@ func TestStatusWritesOnChangeAndMaxInterval(t *testing.T) {
 	a.host.setCPU(10)
 	a.start(t)
 	waitRegistered(t, c.Client, "h-change", a.InstanceID(), 5*time.Second)
+	require.Eventually(t, func() bool { return len(a.obs.writeReasons()) > 0 },
+		2*time.Second, 10*time.Millisecond)
 	require.Equal(t, []string{WriteRegistered}, a.obs.writeReasons())
 
 	// Below the threshold: no write for several samples.
@@ -96,16 +99,14 @@ func TestStatusWritesOnChangeAndMaxInterval(t *testing.T) {
 		st, _, err := readStatus(c.Client, "h-change")
 		return err == nil && st != nil && st.CPUPercent == 40
 	}, 2*time.Second, 20*time.Millisecond)
-	assert.Contains(t, a.obs.writeReasons(), WriteCPU)
+	// The observer hears of the write after etcd has it, so wait for it.
+	assert.Eventually(t, func() bool {
+		return slices.Contains(a.obs.writeReasons(), WriteCPU)
+	}, 2*time.Second, 10*time.Millisecond, "write reasons %v", a.obs.writeReasons())
 
 	// Unchanged: written again once the maximum interval passed.
 	require.Eventually(t, func() bool {
-		for _, r := range a.obs.writeReasons() {
-			if r == WriteMaxInterval {
-				return true
-			}
-		}
-		return false
+		return slices.Contains(a.obs.writeReasons(), WriteMaxInterval)
 	}, 3*time.Second, 20*time.Millisecond)
 }
 
